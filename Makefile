@@ -1,0 +1,54 @@
+# sundial — developer entry points. `make test` and `make demo` install what they need themselves.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: test demo deps system-deps venv binaries lint typecheck pytest cluster-up cluster-down \
+        bench-quick manifests clean
+
+test: deps lint typecheck pytest  ## everything CI runs
+
+deps: system-deps venv binaries
+
+system-deps:  ## Debian packages: PostgreSQL and Redis servers, openssl, curl
+	@hack/system-deps.sh
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+binaries:  ## etcd, kube-apiserver, kube-controller-manager, helm (built once, cached)
+	@hack/build-binaries.sh >/dev/null
+
+lint: venv
+	$(BIN)/ruff check operator tests bench hack
+	$(BIN)/ruff format --check operator tests bench hack
+
+typecheck: venv
+	$(BIN)/mypy
+
+pytest: venv
+	CI=$${CI:-true} $(BIN)/pytest -q -ra $(PYTEST_ARGS)
+
+cluster-up: deps  ## a local control plane in .cluster/; prints the KUBECONFIG export line
+	@hack/cluster.sh up
+
+cluster-down:
+	@hack/cluster.sh down
+
+demo: deps  ## local control plane + operator (embedded defaults) + example CronConfigs
+	@hack/demo.sh
+
+bench-quick: deps
+	$(BIN)/python bench/fire_lag.py --configs 1000 --seconds 60
+
+manifests: venv binaries
+	@hack/render-manifests.sh
+
+clean:
+	rm -rf $(VENV) .cluster .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,702 @@
+"""The engine of one replica: tracks CronConfigs, fires due slots, claims, executes, records.
+
+Exactly once per slot across active-active replicas:
+1. every replica computes the same slots (deterministic schedule and jitter);
+2. a Redis lease with an owner token decides which replica handles a slot attempt;
+3. the ``UNIQUE (config_uid, scheduled_for, attempt)`` row is written before anything executes,
+   so even a lost lease cannot produce two executions;
+4. a replica that lost the lease checks after one lease TTL that the winner recorded the slot
+   and takes it over otherwise; a running attempt whose owner's lease expired is reaped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+
+from sundial import metrics, validation
+from sundial.engine.history import History
+from sundial.engine.kube import Kube
+from sundial.engine.scheduler import Scheduler
+from sundial.engine.status import StatusPatcher, rfc3339
+from sundial.engine.tracked import Attempt, Tracked
+from sundial.jobs import handler as handler_job
+from sundial.jobs import http as http_job
+from sundial.jobs import registry
+from sundial.jobs.context import Capture, JobContext, JobFailed, RunInfo, redact
+from sundial.leases import keys
+from sundial.leases.base import Leases
+from sundial.models.runs import RunStatus, Trigger
+from sundial.models.spec import ConcurrencyPolicy
+from sundial.scheduling import jitter_offset, plan_missed
+from sundial.settings import Settings
+from sundial.store.records import NewRun, RunUpdate
+
+log = logging.getLogger("sundial.engine")
+RUN_NOW = "sundial.io/run-now"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class SlotWork:
+    """One attempt of one slot waiting to be claimed."""
+
+    tracked: Tracked
+    slot: datetime
+    attempt: int
+    trigger: str
+
+
+class Runtime:
+    def __init__(
+        self, settings: Settings, *, kube: Kube, history: History, leases: Leases, redis_shared: bool
+    ) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.history = history
+        self.leases = leases
+        self.redis_shared = redis_shared
+        self.replica = settings.replica
+        self.token = f"{settings.replica}:{uuid.uuid4().hex[:12]}"
+        self.status = StatusPatcher(kube, qps=settings.status_qps, min_interval=settings.status_min_interval)
+        self.scheduler = Scheduler(self._on_due)
+        self.tracked: dict[str, Tracked] = {}
+        self._intake: dict[str, Tracked] = {}
+        self._intake_wakeup = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._services: list[asyncio.Task[Any]] = []
+        self._session: aiohttp.ClientSession | None = None
+        self._stopping = False
+        self._verify: list[tuple[float, SlotWork]] = []
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession()
+        self.history.start()
+        for name, coro in (
+            ("scheduler", self.scheduler.run()),
+            ("status", self.status.run()),
+            ("intake", self._intake_loop()),
+            ("reaper", self._reaper_loop()),
+        ):
+            self._services.append(asyncio.create_task(coro, name=f"sundial-{name}"))
+
+    async def stop(self) -> None:
+        """Stop firing, let attempts finish within the grace period, flush history and status."""
+        self._stopping = True
+        for task in self._services[:1]:  # the scheduler first: nothing new fires
+            task.cancel()
+        running = [a.task for t in self.tracked.values() for a in t.active.values() if a.task]
+        if running:
+            log.info("waiting up to %.0fs for %d running attempts", self.settings.shutdown_grace_seconds, len(running))
+            _, pending = await asyncio.wait(running, timeout=self.settings.shutdown_grace_seconds)
+            for t in self.tracked.values():
+                for a in t.active.values():
+                    if a.task in pending:
+                        a.cancel_reason = "OperatorShutdown"
+                        a.task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.history.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.status.drain(force=True), timeout=10)
+        for task in self._services:
+            task.cancel()
+        await asyncio.gather(*self._services, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+        await self.leases.close()
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_crash)
+        return task
+
+    # ------------------------------------------------------------------ observing objects
+    async def observe(self, body: dict[str, Any], *, deleted: bool = False) -> None:
+        """Feed every watch event here; cheap when nothing relevant changed."""
+        meta = body.get("metadata") or {}
+        uid = meta.get("uid")
+        if not uid:
+            return
+        if deleted:
+            await self._forget(uid, meta)
+            return
+        self.status.observe(uid, body)
+        tracked = self.tracked.get(uid)
+        generation = int(meta.get("generation") or 0)
+        if tracked is None:
+            tracked = Tracked(
+                uid=uid, namespace=meta.get("namespace", ""), name=meta.get("name", ""),
+                generation=-1, created=_parse_time(meta.get("creationTimestamp")) or utcnow(),
+            )
+            self.tracked[uid] = tracked
+            self._spawn(self.history.call(self.history.store.upsert_config, uid, tracked.namespace, tracked.name,
+                                          tracked.created), name="sundial-upsert-config")
+        if generation != tracked.generation:
+            tracked.generation = generation
+            self._apply_spec(tracked, body)
+        run_now = (meta.get("annotations") or {}).get(RUN_NOW)
+        if run_now and run_now != tracked.run_now and tracked.ready:
+            tracked.run_now = run_now
+            if tracked.invalid is None:
+                self._spawn(self._manual(tracked, run_now), name=f"sundial-manual-{tracked.key}")
+        elif run_now and not tracked.ready:
+            tracked.pending_run_now = run_now  # fired once intake has read the history
+
+    def _apply_spec(self, tracked: Tracked, body: dict[str, Any]) -> None:
+        result = validation.validate_object(body, known_handlers=set(registry.names()))
+        spec_json = body.get("spec") if isinstance(body.get("spec"), dict) else {}
+        self._spawn(
+            self.history.call(self.history.store.record_version, tracked.uid, tracked.generation, spec_json),
+            name="sundial-record-version",
+        )
+        if isinstance(result, validation.Invalid):
+            message = "; ".join(result.problems)
+            first_time = tracked.invalid != message
+            tracked.invalid, tracked.spec, tracked.schedule = message, None, None
+            self.scheduler.cancel(tracked.uid)
+            tracked.next_slot = None
+            log.warning("[%s] invalid CronConfig: %s", tracked.key, message)
+            self._status_conditions(tracked)
+            if first_time:
+                self._spawn(self.kube.event(body, reason="InvalidSpec", message=message, type_="Warning"),
+                            name="sundial-event")
+            self._update_gauges()
+            return
+        tracked.invalid = None
+        tracked.spec, tracked.schedule = result.spec, result.schedule
+        tracked.spec_raw = result.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+        if not tracked.ready:
+            self._intake[tracked.uid] = tracked
+            self._intake_wakeup.set()
+            return
+        self._reschedule(tracked, after=max(utcnow(), tracked.last_slot or tracked.created))
+
+    async def _forget(self, uid: str, meta: dict[str, Any]) -> None:
+        tracked = self.tracked.pop(uid, None)
+        self._intake.pop(uid, None)
+        self.scheduler.cancel(uid)
+        self.status.forget(uid)
+        self._update_gauges()
+        await self.history.call(self.history.store.mark_deleted, uid, utcnow())
+        if tracked:
+            log.info("[%s] deleted: firing stopped, history kept", tracked.key)
+
+    # ------------------------------------------------------------------ intake: history, missed slots
+    async def _intake_loop(self) -> None:
+        """Batch the first look into the history for newly seen CronConfigs (10,000 at start-up)."""
+        while True:
+            await self._intake_wakeup.wait()
+            await asyncio.sleep(0.05)
+            self._intake_wakeup.clear()
+            batch, self._intake = self._intake, {}
+            if not batch:
+                continue
+            try:
+                last = await self.history.last_slots(list(batch))
+            except Exception:
+                log.exception("reading last slots failed; retrying")
+                self._intake.update(batch)
+                self._intake_wakeup.set()
+                await asyncio.sleep(1)
+                continue
+            now = utcnow()
+            catchup: list[SlotWork] = []
+            skipped: list[NewRun] = []
+            for uid, tracked in batch.items():
+                if self.tracked.get(uid) is not tracked or tracked.spec is None or tracked.schedule is None:
+                    continue
+                tracked.last_slot = last.get(uid)
+                tracked.ready = True
+                self._plan_missed(tracked, now, catchup, skipped)
+                if tracked.pending_run_now:
+                    tracked.run_now, tracked.pending_run_now = tracked.pending_run_now, None
+                    self._spawn(self._manual(tracked, tracked.run_now), name="sundial-manual")
+            if skipped:
+                await self._record_skips(skipped)
+            if catchup:
+                self._spawn(self._start(catchup), name="sundial-catchup")
+
+    def _plan_missed(self, tracked: Tracked, now: datetime, catchup: list[SlotWork], skipped: list[NewRun]) -> None:
+        spec, schedule = tracked.spec, tracked.schedule
+        assert spec is not None and schedule is not None
+        baseline = tracked.last_slot or tracked.created
+        if spec.suspend:
+            self._reschedule(tracked, after=now)
+            return
+        plan = plan_missed(
+            schedule, last_slot=baseline, now=now, policy=str(spec.missed_run_policy),
+            starting_deadline_seconds=spec.starting_deadline_seconds,
+        )
+        for slot in plan.skip:
+            skipped.append(self._new_run(tracked, slot, 1, Trigger.CATCH_UP, RunStatus.SKIPPED, reason="Missed"))
+        for slot in plan.run:
+            catchup.append(SlotWork(tracked, slot, 1, Trigger.CATCH_UP))
+        newest = max([*plan.run, *plan.skip], default=None)
+        if newest is not None:
+            tracked.last_slot = max(newest, tracked.last_slot or newest)
+        if plan.skip or plan.truncated:
+            count = len(plan.skip) + plan.truncated
+            self._spawn(self._event(tracked, "MissedRuns", f"{count} slot(s) missed while no operator ran, "
+                                    f"recorded as Skipped (missedRunPolicy {spec.missed_run_policy})", "Warning"),
+                        name="sundial-event")
+        self._reschedule(tracked, after=max(now, tracked.last_slot or now))
+
+    # ------------------------------------------------------------------ scheduling
+    def _reschedule(self, tracked: Tracked, *, after: datetime) -> None:
+        spec, schedule = tracked.spec, tracked.schedule
+        self.scheduler.cancel(tracked.uid)
+        tracked.next_slot = None
+        if spec is None or schedule is None:
+            return
+        if not spec.suspend:
+            nxt = schedule.next_after(after)
+            if nxt is not None:
+                tracked.next_slot = nxt
+                fire = nxt + timedelta(seconds=jitter_offset(tracked.uid, nxt, spec.jitter_seconds))
+                self.scheduler.schedule(tracked.uid, fire)
+            elif spec.run_at is not None:
+                tracked.completed = True
+        self._status_conditions(tracked)
+        self._update_gauges()
+
+    def _update_gauges(self) -> None:
+        metrics.SCHEDULED.set(len(self.scheduler))
+        metrics.INVALID.set(sum(1 for t in self.tracked.values() if t.invalid))
+
+    async def _on_due(self, uids: list[Hashable]) -> None:
+        work: list[SlotWork] = []
+        for uid in uids:
+            tracked = self.tracked.get(str(uid))
+            if tracked is None or tracked.next_slot is None or tracked.spec is None:
+                continue
+            slot = tracked.next_slot
+            tracked.last_slot = slot
+            self._reschedule(tracked, after=slot)
+            work.append(SlotWork(tracked, slot, 1, Trigger.SCHEDULE))
+        if work and not self._stopping:
+            self._spawn(self._start(work), name="sundial-fire")
+
+    # ------------------------------------------------------------------ claiming
+    def _new_run(
+        self, tracked: Tracked, slot: datetime, attempt: int, trigger: str, status: str, *,
+        reason: str | None = None, started: datetime | None = None, finished: bool = False,
+    ) -> NewRun:
+        now = utcnow()
+        return NewRun(
+            id=uuid.uuid4(), config_uid=tracked.uid, namespace=tracked.namespace, name=tracked.name,
+            generation=tracked.generation, scheduled_for=slot, trigger=str(trigger), attempt=attempt,
+            status=str(status), reason=reason, started_at=started, replica=self.replica,
+            dry_run=bool(tracked.spec and tracked.spec.dry_run) and status == RunStatus.SUCCEEDED,
+            finished_at=now if finished else None, duration_ms=0 if finished else None,
+        )
+
+    async def _record_skips(self, runs: list[NewRun]) -> None:
+        try:
+            inserted = await self.history.claim(runs)
+        except Exception:
+            log.exception("recording %d skipped slots failed", len(runs))
+            return
+        for run in runs:
+            if run.id in inserted:
+                metrics.RUNS.labels(RunStatus.SKIPPED, run.trigger).inc()
+                tracked = self.tracked.get(run.config_uid)
+                if tracked is not None:
+                    self._status_finished(tracked, run.id, run.scheduled_for, run.attempt, run.trigger,
+                                          RunStatus.SKIPPED, run.reason, started=None, finished=utcnow())
+
+    async def _start(self, work: list[SlotWork]) -> None:
+        """Lease, fence and launch a batch of due attempts."""
+        now = utcnow()
+        live: list[SlotWork] = []
+        skipped: list[NewRun] = []
+        for w in work:
+            spec = w.tracked.spec
+            deadline = spec.starting_deadline_seconds if spec else None
+            lateness = (now - w.slot).total_seconds() - jitter_offset(w.tracked.uid, w.slot, spec.jitter_seconds if spec else 0)
+            if deadline is not None and w.trigger != Trigger.RETRY and lateness > deadline:
+                skipped.append(self._new_run(w.tracked, w.slot, w.attempt, w.trigger, RunStatus.SKIPPED,
+                                             reason="Missed", finished=True))
+            else:
+                live.append(w)
+        won = await self.leases.acquire_many(
+            [keys.slot(w.tracked.uid, w.slot, w.attempt) for w in live], self.token, self.settings.lease_ttl_seconds
+        )
+        claims: list[tuple[SlotWork, NewRun]] = []
+        for w, ok in zip(live, won, strict=True):
+            if not ok:
+                metrics.LEASE_CONFLICTS.labels("slot").inc()
+                self._verify.append((time.monotonic() + self.settings.lease_ttl_seconds * 1.5, w))
+                continue
+            spec = w.tracked.spec
+            if spec is None:
+                continue
+            if spec.dry_run:
+                claims.append((w, self._new_run(w.tracked, w.slot, w.attempt, w.trigger, RunStatus.SUCCEEDED,
+                                                 started=utcnow(), finished=True)))
+                continue
+            blocked = await self._concurrency_gate(w)
+            if blocked:
+                skipped.append(self._new_run(w.tracked, w.slot, w.attempt, w.trigger, RunStatus.SKIPPED,
+                                             reason=blocked, finished=True))
+                continue
+            claims.append((w, self._new_run(w.tracked, w.slot, w.attempt, w.trigger, RunStatus.RUNNING,
+                                             started=utcnow())))
+        if skipped:
+            await self._record_skips(skipped)
+        if not claims:
+            return
+        try:
+            inserted = await self.history.claim([run for _, run in claims])
+        except Exception:
+            log.exception("claiming %d runs failed; they will be retried by takeover", len(claims))
+            inserted = set()
+            for w, _ in claims:
+                self._verify.append((time.monotonic() + self.settings.lease_ttl_seconds, w))
+        for w, run in claims:
+            if run.id not in inserted:
+                metrics.LEASE_CONFLICTS.labels("row").inc()
+                await self._release_running(w.tracked, run)
+                continue
+            if run.status == RunStatus.SUCCEEDED:  # dry run: recorded, nothing executed
+                metrics.RUNS.labels(RunStatus.SUCCEEDED, w.trigger).inc()
+                self._status_finished(w.tracked, run.id, w.slot, w.attempt, w.trigger, RunStatus.SUCCEEDED,
+                                      "DryRun", started=run.started_at, finished=run.finished_at)
+                continue
+            self._launch(w, run)
+
+    async def _concurrency_gate(self, w: SlotWork) -> str | None:
+        """Forbid: skip when anything runs; Replace: cancel what runs. Returns a skip reason or None."""
+        spec = w.tracked.spec
+        assert spec is not None
+        policy = spec.concurrency_policy
+        if policy == ConcurrencyPolicy.ALLOW:
+            return None
+        key = keys.running(w.tracked.uid)
+        ttl = self.settings.lease_ttl_seconds
+        if policy == ConcurrencyPolicy.FORBID:
+            if w.tracked.active:
+                return "ConcurrencyForbid"
+            if not await self.leases.acquire(key, self._running_token(w), ttl):
+                return "ConcurrencyForbid"
+            return None
+        # Replace
+        for attempt in list(w.tracked.active.values()):
+            attempt.cancel_reason = "Replaced"
+            if attempt.task:
+                attempt.task.cancel()
+        holder = await self.leases.holder(key)
+        if holder and not holder.startswith(self.token):
+            await self.leases.set_flag(keys.cancel(holder.rsplit("|", 1)[-1]), ttl * 3)
+        await self.leases.release(key, holder or "")
+        await self.leases.acquire(key, self._running_token(w), ttl)
+        return None
+
+    def _running_token(self, w: SlotWork) -> str:
+        return f"{self.token}|{w.tracked.uid}:{int(w.slot.timestamp() * 1000)}:{w.attempt}"
+
+    async def _release_running(self, tracked: Tracked, run: NewRun) -> None:
+        if tracked.spec is not None and tracked.spec.concurrency_policy != ConcurrencyPolicy.ALLOW:
+            w = SlotWork(tracked, run.scheduled_for, run.attempt, run.trigger)
+            await self.leases.release(keys.running(tracked.uid), self._running_token(w))
+
+    async def _manual(self, tracked: Tracked, value: str) -> None:
+        """One run per distinct ``sundial.io/run-now`` value, fenced by the database across restarts."""
+        now = utcnow().replace(microsecond=utcnow().microsecond // 1000 * 1000)
+        run = self._new_run(tracked, now, 1, Trigger.MANUAL, RunStatus.RUNNING, started=now)
+        if not await self.history.claim_manual(tracked.uid, value, run):
+            return
+        log.info("[%s] manual run %s for run-now=%r", tracked.key, run.id, value)
+        self._launch(SlotWork(tracked, now, 1, Trigger.MANUAL), run)
+
+    # ------------------------------------------------------------------ executing
+    def _launch(self, w: SlotWork, run: NewRun) -> None:
+        attempt = Attempt(run_id=str(run.id), slot=w.slot, attempt=w.attempt, trigger=w.trigger,
+                          started=run.started_at or utcnow())
+        w.tracked.active[attempt.run_id] = attempt
+        attempt.task = self._spawn(self._execute(w, run, attempt), name=f"sundial-run-{run.id}")
+
+    async def _execute(self, w: SlotWork, run: NewRun, attempt: Attempt) -> None:
+        tracked, spec = w.tracked, w.tracked.spec
+        assert spec is not None
+        run_key = keys.run(attempt.run_id)
+        ttl = self.settings.lease_ttl_seconds
+        await self.leases.acquire(run_key, self.token, ttl)
+        metrics.ACTIVE.inc()
+        started = utcnow()
+        planned = w.slot + timedelta(seconds=jitter_offset(tracked.uid, w.slot, spec.jitter_seconds))
+        if w.trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP):
+            metrics.FIRE_LAG.observe(max(0.0, (started - planned).total_seconds()))
+        self._status_started(tracked, attempt)
+        capture = Capture()
+        ctx = JobContext(
+            run=RunInfo(id=attempt.run_id, uid=tracked.uid, namespace=tracked.namespace, name=tracked.name,
+                        generation=tracked.generation, scheduled_for=w.slot, attempt=w.attempt, trigger=w.trigger),
+            context=dict(spec.context),
+            capture=capture,
+            read_secret=lambda name, key: self.kube.read_secret(tracked.namespace, name, key),
+        )
+        renewer = asyncio.create_task(self._keep_leases(w, attempt, asyncio.current_task()))
+        status, reason, result, error = RunStatus.SUCCEEDED, None, None, None
+        try:
+            async with asyncio.timeout(spec.timeout_seconds):
+                result = await self._run_job(ctx)
+        except TimeoutError:
+            status, reason, error = RunStatus.TIMED_OUT, "Timeout", f"attempt exceeded timeoutSeconds={spec.timeout_seconds}"
+        except asyncio.CancelledError:
+            status, reason = RunStatus.CANCELLED, attempt.cancel_reason or "Cancelled"
+            error = {"Replaced": "replaced by a newer run (concurrencyPolicy Replace)",
+                     "OperatorShutdown": "the operator shut down before the attempt finished"}.get(reason, reason)
+        except JobFailed as err:
+            status, reason, error, result = RunStatus.FAILED, "JobFailed", str(err), err.result
+        except Exception as err:
+            status, reason, error = RunStatus.FAILED, type(err).__name__, f"{type(err).__name__}: {err}"
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+        finished = utcnow()
+        secrets = ctx.secrets_seen
+        self.history.finish(RunUpdate(
+            id=run.id, status=str(status), reason=reason, finished_at=finished,
+            duration_ms=int((finished - started).total_seconds() * 1000),
+            result=redact(_jsonable(result), secrets), error=redact(error, secrets) if error else None,
+            logs=redact(capture.export(), secrets), started_at=started,
+        ))
+        metrics.RUNS.labels(str(status), w.trigger).inc()
+        metrics.ACTIVE.dec()
+        tracked.active.pop(attempt.run_id, None)
+        await self.leases.release(run_key, self.token)
+        await self._release_running(tracked, run)
+        log_fn = log.info if status == RunStatus.SUCCEEDED else log.warning
+        log_fn("[%s] run=%s slot=%s attempt=%d %s%s", tracked.key, attempt.run_id, rfc3339(w.slot), w.attempt,
+               status, f": {redact(error, secrets)}" if error else "")
+        self._status_finished(tracked, run.id, w.slot, w.attempt, w.trigger, status, reason,
+                              started=started, finished=finished, message=redact(error, secrets) if error else None)
+        if status in (RunStatus.FAILED, RunStatus.TIMED_OUT):
+            self._spawn(self._event(tracked, "RunFailed" if status == RunStatus.FAILED else "RunTimedOut",
+                                    f"run {attempt.run_id} (slot {rfc3339(w.slot)}, attempt {w.attempt}): "
+                                    f"{redact(error, secrets)}", "Warning"), name="sundial-event")
+            self._maybe_retry(tracked, w.slot, w.attempt)
+
+    async def _run_job(self, ctx: JobContext) -> Any:
+        tracked = self.tracked.get(ctx.run.uid)
+        spec = tracked.spec if tracked else None
+        if spec is None:
+            raise JobFailed("the CronConfig was deleted or became invalid")
+        job = spec.job
+        if job.http is not None:
+            assert self._session is not None
+            return await http_job.run(job.http.model_dump(by_alias=True, exclude_none=True, mode="json"), ctx,
+                                      session=self._session, allow_link_local=self.settings.allow_link_local)
+        if job.handler is not None:
+            return await handler_job.run({"name": job.handler.name}, ctx)
+        raise JobFailed(f"job type {job.kind} is not supported by this sundial version")
+
+    def _maybe_retry(self, tracked: Tracked, slot: datetime, attempt: int) -> None:
+        spec = tracked.spec
+        if spec is None or attempt > spec.retry.limit or self._stopping:
+            return
+        delay = spec.retry.delay(attempt)
+
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            if self.tracked.get(tracked.uid) is tracked and not self._stopping:
+                await self._start([SlotWork(tracked, slot, attempt + 1, Trigger.RETRY)])
+
+        self._spawn(later(), name=f"sundial-retry-{tracked.key}")
+
+    async def _keep_leases(self, w: SlotWork, attempt: Attempt, task: asyncio.Task[Any] | None) -> None:
+        """Renew the run lease (and the Forbid/Replace lease); honour cross-replica cancellation."""
+        ttl = self.settings.lease_ttl_seconds
+        period = min(ttl / 3, 1.0)
+        policy = w.tracked.spec.concurrency_policy if w.tracked.spec else ConcurrencyPolicy.ALLOW
+        while True:
+            await asyncio.sleep(period)
+            await self.leases.renew(keys.run(attempt.run_id), self.token, ttl)
+            if policy != ConcurrencyPolicy.ALLOW:
+                await self.leases.renew(keys.running(w.tracked.uid), self._running_token(w), ttl)
+            if policy == ConcurrencyPolicy.REPLACE and self.redis_shared:
+                marker = f"{w.tracked.uid}:{int(w.slot.timestamp() * 1000)}:{w.attempt}"
+                if await self.leases.holder(keys.cancel(marker)) and task is not None:
+                    attempt.cancel_reason = "Replaced"
+                    task.cancel()
+                    return
+
+    # ------------------------------------------------------------------ takeover
+    async def _reaper_loop(self) -> None:
+        """Take over slots whose claimer vanished and runs whose owner died."""
+        ttl = self.settings.lease_ttl_seconds
+        while True:
+            await asyncio.sleep(min(ttl / 2, 5.0))
+            try:
+                await self._verify_claims()
+                await self._reap_orphans()
+            except Exception:
+                log.exception("takeover check failed")
+
+    async def _verify_claims(self) -> None:
+        now = time.monotonic()
+        due = [w for at, w in self._verify if at <= now]
+        self._verify = [(at, w) for at, w in self._verify if at > now]
+        if not due:
+            return
+        exists = await self.history.call(
+            self.history.store.existing_slots, [(w.tracked.uid, w.slot, w.attempt) for w in due]
+        )
+        orphaned = [w for w in due if (w.tracked.uid, w.slot, w.attempt) not in exists
+                    and self.tracked.get(w.tracked.uid) is w.tracked]
+        if orphaned:
+            metrics.TAKEOVERS.inc(len(orphaned))
+            log.warning("taking over %d slots whose claimer did not record them", len(orphaned))
+            await self._start(orphaned)
+
+    async def _reap_orphans(self) -> None:
+        ttl = self.settings.lease_ttl_seconds
+        unfinished = await self.history.call(self.history.store.unfinished)
+        local = {a for t in self.tracked.values() for a in t.active}
+        cutoff = utcnow() - timedelta(seconds=ttl * 1.5)
+        for rec in unfinished:
+            rid = str(rec.id)
+            if rid in local or (rec.started_at and rec.started_at > cutoff):
+                continue
+            if await self.leases.holder(keys.run(rid)) is not None:
+                continue
+            if not await self.leases.acquire(keys.reap(rid), self.token, ttl * 6):
+                continue
+            now = utcnow()
+            self.history.finish(RunUpdate(
+                id=rec.id, status=str(RunStatus.FAILED), reason="OwnerLost", finished_at=now,
+                duration_ms=int((now - rec.started_at).total_seconds() * 1000) if rec.started_at else None,
+                result=None, error=f"replica {rec.replica} stopped renewing its lease; taken over by {self.replica}",
+                logs=None,
+            ))
+            metrics.TAKEOVERS.inc()
+            tracked = self.tracked.get(rec.config_uid)
+            log.warning("run %s of %s/%s lost its owner %s; marked Failed", rid, rec.namespace, rec.name, rec.replica)
+            if tracked is not None:
+                self._status_finished(tracked, rec.id, rec.scheduled_for, rec.attempt, str(rec.trigger),
+                                      RunStatus.FAILED, "OwnerLost", started=rec.started_at, finished=now)
+                self._maybe_retry(tracked, rec.scheduled_for, rec.attempt)
+
+    # ------------------------------------------------------------------ status & events
+    def _conditions(self, tracked: Tracked) -> list[dict[str, Any]]:
+        spec = tracked.spec
+        if tracked.invalid is not None:
+            return [
+                {"type": "Ready", "status": "False", "reason": "Invalid", "message": tracked.invalid},
+                {"type": "Invalid", "status": "True", "reason": "InvalidSpec", "message": tracked.invalid},
+                {"type": "Suspended", "status": "False", "reason": "Invalid", "message": ""},
+            ]
+        suspended = bool(spec and spec.suspend)
+        if suspended:
+            ready = {"type": "Ready", "status": "False", "reason": "Suspended", "message": "spec.suspend is true"}
+        elif tracked.completed:
+            ready = {"type": "Ready", "status": "True", "reason": "Completed", "message": "the one-shot runAt has run"}
+        else:
+            ready = {"type": "Ready", "status": "True", "reason": "Scheduled",
+                     "message": f"next run at {rfc3339(tracked.next_slot)}" if tracked.next_slot else "scheduled"}
+        return [
+            ready,
+            {"type": "Suspended", "status": "True" if suspended else "False",
+             "reason": "Suspended" if suspended else "Active", "message": ""},
+            {"type": "Invalid", "status": "False", "reason": "Valid", "message": ""},
+        ]
+
+    def _status_conditions(self, tracked: Tracked) -> None:
+        self.status.update(tracked.uid, tracked.namespace, tracked.name, {
+            "observedGeneration": tracked.generation,
+            "conditions": self._conditions(tracked),
+            "nextScheduleTime": rfc3339(tracked.next_slot),
+        })
+
+    def _status_started(self, tracked: Tracked, attempt: Attempt) -> None:
+        changes: dict[str, Any] = {
+            "active": [
+                {"id": a.run_id, "scheduledTime": rfc3339(a.slot), "startTime": rfc3339(a.started),
+                 "replica": self.replica}
+                for a in list(tracked.active.values())[-10:]
+            ],
+        }
+        if attempt.trigger != Trigger.MANUAL:
+            changes["lastScheduleTime"] = rfc3339(attempt.slot)
+        self.status.update(tracked.uid, tracked.namespace, tracked.name, changes)
+
+    def _status_finished(
+        self, tracked: Tracked, run_id: uuid.UUID, slot: datetime, attempt: int, trigger: str, status: str,
+        reason: str | None, *, started: datetime | None, finished: datetime | None, message: str | None = None,
+    ) -> None:
+        last_run = {
+            "id": str(run_id), "scheduledTime": rfc3339(slot), "startTime": rfc3339(started),
+            "completionTime": rfc3339(finished), "status": str(status), "attempt": attempt, "trigger": str(trigger),
+            "message": (message or reason or "")[:1024],
+        }
+        changes: dict[str, Any] = {
+            "lastRun": {k: v for k, v in last_run.items() if v is not None},
+            "active": [
+                {"id": a.run_id, "scheduledTime": rfc3339(a.slot), "startTime": rfc3339(a.started),
+                 "replica": self.replica}
+                for a in list(tracked.active.values())[-10:]
+            ],
+            "observedGeneration": tracked.generation,
+            "conditions": self._conditions(tracked),
+            "nextScheduleTime": rfc3339(tracked.next_slot),
+        }
+        if trigger != Trigger.MANUAL:
+            changes["lastScheduleTime"] = rfc3339(slot)
+        if status == RunStatus.SUCCEEDED:
+            changes["lastSuccessfulTime"] = rfc3339(finished)
+        elif status in (RunStatus.FAILED, RunStatus.TIMED_OUT):
+            changes["lastFailureTime"] = rfc3339(finished)
+        self.status.update(tracked.uid, tracked.namespace, tracked.name, changes)
+
+    async def _event(self, tracked: Tracked, reason: str, message: str, type_: str) -> None:
+        body = {"metadata": {"name": tracked.name, "namespace": tracked.namespace, "uid": tracked.uid}}
+        await self.kube.event(body, reason=reason, message=message, type_=type_)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC)
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return repr(value)
+
+
+def _log_crash(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("task %s crashed", task.get_name(), exc_info=task.exception())
+
+
+def all_uids(runtime: Runtime) -> Iterable[str]:
+    return list(runtime.tracked)

@@ -1,0 +1,177 @@
+"""Coalesced, rate-limited status patches that never regress to an older run.
+
+Runs update status far more often than anyone reads it. Changes are merged per CronConfig and
+written at most once per ``min_interval`` per object and ``qps`` overall; under pressure status
+lags behind while the run history stays complete. Patches carry the resourceVersion last seen, so
+a concurrent writer (another replica) causes a 409, a re-read, and a merge that keeps the newer run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import Counter
+
+from sundial.engine.kube import Conflict, Gone, Kube
+
+log = logging.getLogger(__name__)
+
+PATCHES = Counter("sundial_status_patches_total", "Status patches sent to the API server", ["result"])
+
+MONOTONIC_TIMES = ("lastScheduleTime", "lastSuccessfulTime", "lastFailureTime")
+
+
+def rfc3339(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _run_key(run: dict[str, Any] | None) -> tuple[str, int, str]:
+    if not run:
+        return ("", 0, "")
+    return (str(run.get("scheduledTime") or ""), int(run.get("attempt") or 0), str(run.get("startTime") or ""))
+
+
+@dataclass
+class _Entry:
+    namespace: str
+    name: str
+    pending: dict[str, Any] = field(default_factory=dict)
+    last_patch: float = 0.0
+    body: dict[str, Any] | None = None
+
+
+class StatusPatcher:
+    def __init__(self, kube: Kube, *, qps: float = 50.0, min_interval: float = 1.0) -> None:
+        self._kube = kube
+        self._qps = max(qps, 0.1)
+        self._min_interval = min_interval
+        self._entries: dict[str, _Entry] = {}
+        self._dirty: set[str] = set()
+        self._wakeup = asyncio.Event()
+        self._tokens = self._qps
+        self._refill = time.monotonic()
+
+    def observe(self, uid: str, body: dict[str, Any]) -> None:
+        """Remember the newest object seen, for resourceVersion and no-regression checks."""
+        meta = body.get("metadata", {})
+        entry = self._entries.setdefault(uid, _Entry(meta.get("namespace", ""), meta.get("name", "")))
+        entry.body = body
+
+    def forget(self, uid: str) -> None:
+        self._entries.pop(uid, None)
+        self._dirty.discard(uid)
+
+    def update(self, uid: str, namespace: str, name: str, changes: dict[str, Any]) -> None:
+        """Merge ``changes`` (status fields, camelCase; None deletes) into the next patch."""
+        entry = self._entries.setdefault(uid, _Entry(namespace, name))
+        for key, value in changes.items():
+            if key in MONOTONIC_TIMES and value is not None:
+                current = entry.pending.get(key)
+                if current is not None and current >= value:
+                    continue
+            if key == "lastRun" and value is not None and _run_key(entry.pending.get("lastRun")) > _run_key(value):
+                continue
+            entry.pending[key] = value
+        self._dirty.add(uid)
+        self._wakeup.set()
+
+    def pending(self, uid: str) -> dict[str, Any]:
+        entry = self._entries.get(uid)
+        return dict(entry.pending) if entry else {}
+
+    async def run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            await self.drain()
+
+    async def drain(self, *, force: bool = False) -> None:
+        """Send every due patch; ``force`` ignores the per-object interval (shutdown)."""
+        while self._dirty:
+            now = time.monotonic()
+            due = [u for u in self._dirty if force or now - self._entries[u].last_patch >= self._min_interval]
+            if not due:
+                wait = min(self._entries[u].last_patch + self._min_interval for u in self._dirty) - now
+                await asyncio.sleep(max(wait, 0.01))
+                continue
+            sends = []
+            for uid in due:
+                if not force:
+                    await self._take_token()
+                self._dirty.discard(uid)
+                sends.append(self._send(uid))
+                if len(sends) >= 16:
+                    await asyncio.gather(*sends)
+                    sends = []
+            await asyncio.gather(*sends)
+
+    async def _take_token(self) -> None:
+        while True:
+            now = time.monotonic()
+            self._tokens = min(self._qps, self._tokens + (now - self._refill) * self._qps)
+            self._refill = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return
+            await asyncio.sleep((1 - self._tokens) / self._qps)
+
+    def _merge(self, entry: _Entry, changes: dict[str, Any]) -> dict[str, Any]:
+        """Drop what would move the stored status backwards; stamp condition transition times."""
+        current = (entry.body or {}).get("status") or {}
+        patch = dict(changes)
+        for key in MONOTONIC_TIMES:
+            if patch.get(key) is not None and current.get(key) and current[key] > patch[key]:
+                del patch[key]
+        if patch.get("lastRun") is not None and _run_key(current.get("lastRun")) > _run_key(patch["lastRun"]):
+            del patch["lastRun"]
+        if "conditions" in patch:
+            old = {c.get("type"): c for c in current.get("conditions") or []}
+            stamped = []
+            for cond in patch["conditions"]:
+                prior = old.get(cond["type"])
+                same = prior is not None and prior.get("status") == cond["status"]
+                when = prior.get("lastTransitionTime") if same and prior else rfc3339(datetime.now(UTC))
+                stamped.append({**cond, "lastTransitionTime": when})
+            patch["conditions"] = stamped
+        return patch
+
+    async def _send(self, uid: str) -> None:
+        entry = self._entries.get(uid)
+        if entry is None:
+            return
+        changes, entry.pending = entry.pending, {}
+        entry.last_patch = time.monotonic()
+        for _ in range(3):
+            patch = self._merge(entry, changes)
+            if not patch:
+                return
+            rv = ((entry.body or {}).get("metadata") or {}).get("resourceVersion")
+            try:
+                entry.body = await self._kube.patch_status(entry.namespace, entry.name, patch, resource_version=rv)
+                PATCHES.labels("ok").inc()
+                return
+            except Conflict:
+                PATCHES.labels("conflict").inc()
+                try:
+                    entry.body = await self._kube.get(entry.namespace, entry.name)
+                except Gone:
+                    return
+            except Gone:
+                PATCHES.labels("gone").inc()
+                return
+            except Exception as err:
+                PATCHES.labels("error").inc()
+                log.warning("status patch of %s/%s failed: %s", entry.namespace, entry.name, err)
+                break
+        # keep the changes for the next round, newer values win
+        for key, value in changes.items():
+            entry.pending.setdefault(key, value)
+        self._dirty.add(uid)
+        self._wakeup.set()

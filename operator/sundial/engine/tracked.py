@@ -1,0 +1,52 @@
+"""What the engine keeps per CronConfig: bounded, a few hundred bytes plus the parsed spec."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sundial.models.spec import CronConfigSpec
+    from sundial.scheduling import Schedule
+
+
+@dataclass(eq=False)
+class Attempt:
+    """One executing attempt on this replica."""
+
+    run_id: str
+    slot: datetime
+    attempt: int
+    trigger: str
+    started: datetime
+    task: asyncio.Task[None] | None = None
+    cancel_reason: str | None = None
+
+
+@dataclass(eq=False)
+class Tracked:
+    uid: str
+    namespace: str
+    name: str
+    generation: int
+    created: datetime
+    spec: CronConfigSpec | None = None
+    spec_raw: dict[str, Any] = field(default_factory=dict)
+    schedule: Schedule | None = None
+    invalid: str | None = None
+    next_slot: datetime | None = None
+    last_slot: datetime | None = None
+    run_now: str | None = None
+    """The last ``sundial.io/run-now`` value acted on."""
+    pending_run_now: str | None = None
+    ready: bool = False
+    """False until history was consulted (missed slots planned); firing waits for it."""
+    completed: bool = False
+    """A one-shot ``runAt`` that has run."""
+    active: dict[str, Attempt] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"

@@ -1,0 +1,112 @@
+"""What a job sees of its run: the run's identity, the user's context, a capture log, secrets."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+MAX_ENTRIES = 200
+MAX_MESSAGE = 2000
+
+
+class JobFailed(Exception):
+    """The job ran and reported failure; ``result`` is still recorded."""
+
+    def __init__(self, message: str, *, result: Any = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Identity of the attempt being executed."""
+
+    id: str
+    uid: str
+    namespace: str
+    name: str
+    generation: int
+    scheduled_for: datetime
+    attempt: int
+    trigger: str
+
+
+class Capture:
+    """Bounded structured log of one attempt; entries land in ``cron_runs.logs``."""
+
+    def __init__(self) -> None:
+        self.entries: list[dict[str, Any]] = []
+        self.dropped = 0
+
+    def log(self, message: str, *, level: str = "info", **fields: Any) -> None:
+        if len(self.entries) >= MAX_ENTRIES:
+            self.dropped += 1
+            return
+        entry: dict[str, Any] = {"ts": round(time.time(), 3), "level": level, "message": str(message)[:MAX_MESSAGE]}
+        if fields:
+            entry["fields"] = {k: _jsonable(v) for k, v in fields.items()}
+        self.entries.append(entry)
+
+    def info(self, message: str, **fields: Any) -> None:
+        self.log(message, level="info", **fields)
+
+    def warning(self, message: str, **fields: Any) -> None:
+        self.log(message, level="warning", **fields)
+
+    def error(self, message: str, **fields: Any) -> None:
+        self.log(message, level="error", **fields)
+
+    def export(self) -> list[dict[str, Any]]:
+        if self.dropped:
+            return [*self.entries, {"level": "warning", "message": f"{self.dropped} more entries dropped"}]
+        return list(self.entries)
+
+
+SecretReader = Callable[[str, str], Awaitable[str]]
+"""(secret name, key) -> value, bound to the CronConfig's own namespace."""
+
+
+@dataclass
+class JobContext:
+    """Handed to every job; handlers receive it as their single argument."""
+
+    run: RunInfo
+    context: dict[str, Any]
+    capture: Capture
+    read_secret: SecretReader
+    secrets_seen: set[str] = field(default_factory=set)
+    """Secret values this attempt read: redacted from everything recorded."""
+
+    async def secret(self, name: str, key: str) -> str:
+        value = await self.read_secret(name, key)
+        if value:
+            self.secrets_seen.add(value)
+        return value
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return repr(value)
+
+
+def redact(value: Any, secrets: set[str]) -> Any:
+    """Replace every secret value wherever it appears in a JSON-like value."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, "***")
+        return value
+    if isinstance(value, dict):
+        return {k: redact(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, secrets) for v in value]
+    return value

@@ -1,0 +1,30 @@
+"""The lease interface every backend implements (Redis for replicas, in-process for one)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+
+class Leases(Protocol):
+    """Owner-token leases with a TTL; all times in seconds."""
+
+    async def acquire(self, key: str, token: str, ttl: float) -> bool:
+        """Take the lease if nobody holds it."""
+
+    async def acquire_many(self, keys: Sequence[str], token: str, ttl: float) -> list[bool]:
+        """Try many leases in one round trip (a whole due batch of slots)."""
+
+    async def renew(self, key: str, token: str, ttl: float) -> bool:
+        """Extend the lease; False if it was lost (expired or taken)."""
+
+    async def release(self, key: str, token: str) -> bool:
+        """Drop the lease only if ``token`` still owns it."""
+
+    async def holder(self, key: str) -> str | None:
+        """The current owner token, if any."""
+
+    async def set_flag(self, key: str, ttl: float) -> None:
+        """Set a short-lived marker (cancellation requests)."""
+
+    async def close(self) -> None: ...

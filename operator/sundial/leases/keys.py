@@ -1,0 +1,32 @@
+"""Every Redis key sundial writes, in one place (as arq does), so the layout is reviewable."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+PREFIX = "sundial"
+
+
+def slot(uid: str, scheduled_for: datetime, attempt: int) -> str:
+    """Claim on one attempt of one slot: whoever holds it records and runs the attempt."""
+    return f"{PREFIX}:slot:{uid}:{int(scheduled_for.timestamp() * 1000)}:{attempt}"
+
+
+def running(uid: str) -> str:
+    """Held while an attempt of the CronConfig runs: the cross-replica guard for ``Forbid``."""
+    return f"{PREFIX}:running:{uid}"
+
+
+def run(run_id: str) -> str:
+    """Held by the replica executing a run; its absence means the owner died."""
+    return f"{PREFIX}:run:{run_id}"
+
+
+def cancel(run_id: str) -> str:
+    """Set by a replica that wants another replica's attempt cancelled (``Replace``)."""
+    return f"{PREFIX}:cancel:{run_id}"
+
+
+def reap(run_id: str) -> str:
+    """Claim on taking over an abandoned run, so only one replica records the takeover."""
+    return f"{PREFIX}:reap:{run_id}"

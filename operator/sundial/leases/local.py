@@ -1,0 +1,60 @@
+"""In-process leases for a single replica without Redis (the embedded default)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+
+class LocalLeases:
+    """Same semantics as Redis leases within one process; useless across replicas, hence the warning."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[str, float]] = {}
+
+    def _live(self, key: str) -> tuple[str, float] | None:
+        entry = self._held.get(key)
+        if entry is not None and entry[1] <= time.monotonic():
+            del self._held[key]
+            return None
+        return entry
+
+    async def acquire(self, key: str, token: str, ttl: float) -> bool:
+        if self._live(key) is not None:
+            return False
+        self._held[key] = (token, time.monotonic() + ttl)
+        if len(self._held) > 10_000:
+            self._sweep()
+        return True
+
+    async def acquire_many(self, keys: Sequence[str], token: str, ttl: float) -> list[bool]:
+        return [await self.acquire(key, token, ttl) for key in keys]
+
+    async def renew(self, key: str, token: str, ttl: float) -> bool:
+        entry = self._live(key)
+        if entry is None or entry[0] != token:
+            return False
+        self._held[key] = (token, time.monotonic() + ttl)
+        return True
+
+    async def release(self, key: str, token: str) -> bool:
+        entry = self._live(key)
+        if entry is None or entry[0] != token:
+            return False
+        del self._held[key]
+        return True
+
+    async def holder(self, key: str) -> str | None:
+        entry = self._live(key)
+        return None if entry is None else entry[0]
+
+    async def set_flag(self, key: str, ttl: float) -> None:
+        self._held[key] = ("1", time.monotonic() + ttl)
+
+    async def close(self) -> None:
+        self._held.clear()
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, (_, until) in self._held.items() if until <= now]:
+            del self._held[key]

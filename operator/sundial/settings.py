@@ -1,0 +1,55 @@
+"""Operator configuration from the environment (prefix ``SUNDIAL_``), parsed once at start-up."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+
+def _default_database_url() -> str:
+    return f"sqlite:///{Path.cwd() / 'sundial.db'}"
+
+
+class Settings(BaseSettings):
+    """Everything tunable about one operator replica; defaults are the embedded single-replica setup."""
+
+    model_config = SettingsConfigDict(env_prefix="SUNDIAL_", extra="ignore")
+
+    database_url: str = Field(default_factory=_default_database_url)
+    """SQLAlchemy URL of the run history; the default SQLite file suits a single replica only."""
+    redis_url: str | None = None
+    """Redis for leases across replicas; unset means in-process locks (single replica only)."""
+    namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Namespaces to watch (comma-separated); empty watches the whole cluster."""
+    replica: str = Field(default_factory=socket.gethostname)
+    """This replica's name, recorded on every run it executes."""
+    handlers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Python modules to import so their ``@sundial.job`` handlers register."""
+    status_qps: float = 50.0
+    """Global budget of status patches per second; each CronConfig is patched at most once a second."""
+    status_min_interval: float = 1.0
+    """Seconds between two status patches of one CronConfig."""
+    lease_ttl_seconds: float = 10.0
+    """Lifetime of a lease without renewal: how long a dead replica's work waits before takeover."""
+    shutdown_grace_seconds: float = 30.0
+    """On SIGTERM, how long running attempts may continue before they are cancelled."""
+    http_port: int = 8080
+    """Port of /healthz and /metrics."""
+    http_host: str = "0.0.0.0"
+    allow_link_local: bool = False
+    """Let HTTP jobs call 169.254.0.0/16 (cloud metadata endpoints); off unless explicitly allowed."""
+    history_flush_seconds: float = 0.2
+    """How long finished-run updates may wait to be written in one batch."""
+    default_starting_deadline_seconds: int = 60
+    """Startup catch-up window when a CronConfig sets no startingDeadlineSeconds."""
+
+    @field_validator("namespaces", "handlers", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value

@@ -1,0 +1,374 @@
+"""``RunStore``: the synchronous, thread-safe gateway to the run history.
+
+Every method is one short transaction on a pooled connection, so worker threads can share one store.
+Instants are computed by the caller and passed in (never the database's ``now()``), so tests control
+time, and every instant read back is tz-aware UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from sundial.models.runs import RunStatus, Trigger
+from sundial.store import engines, records
+from sundial.store.tables import cron_config_versions, cron_configs, cron_manual_triggers, cron_runs
+
+CHUNK = 500
+"""Rows (or ids) per statement: well under the bind-parameter limits of both SQLite and PostgreSQL."""
+
+MAX_MANUAL_VALUE = 1024
+"""Longer ``run-now`` values are fenced by their hash: a b-tree key must stay small on PostgreSQL."""
+
+UNFINISHED = (RunStatus.PENDING.value, RunStatus.RUNNING.value)
+
+_Insert = postgresql.Insert | sqlite.Insert
+
+
+class RunStore:
+    """The run history of every CronConfig, in PostgreSQL or a SQLite file (single replica only).
+
+    The schema must already be at head (``sundial.store.migrate.upgrade``); the store never creates it.
+    """
+
+    def __init__(self, url: str | sa.URL, *, echo: bool = False) -> None:
+        self._engine = engines.create_engine(url, echo=echo)
+        if self._engine.dialect.name not in ("postgresql", "sqlite"):
+            self._engine.dispose()
+            raise ValueError(f"unsupported database {self._engine.dialect.name!r}: use PostgreSQL or SQLite")
+
+    @property
+    def engine(self) -> sa.Engine:
+        return self._engine
+
+    def close(self) -> None:
+        """Close every pooled connection; the store must not be used afterwards."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # --- CronConfigs and their specs -------------------------------------------------------------------
+
+    def upsert_config(self, uid: str, namespace: str, name: str, created_at: dt.datetime) -> None:
+        """Remember a CronConfig by uid; repeating it is harmless (every reconcile may call it)."""
+        row = {"uid": uid, "namespace": namespace, "name": name, "created_at": created_at}
+        stmt = self._insert(cron_configs).values(row)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[cron_configs.c.uid],
+            set_={"namespace": stmt.excluded.namespace, "name": stmt.excluded.name},
+        )
+        with self._engine.begin() as conn:
+            conn.execute(stmt)
+
+    def record_version(
+        self, uid: str, generation: int, spec: dict[str, Any], *, at: dt.datetime | None = None
+    ) -> bool:
+        """Keep the spec of one generation; ``False`` if that generation was already recorded."""
+        stmt = (
+            self._insert(cron_config_versions)
+            .values(uid=uid, generation=generation, spec=spec, recorded_at=at or _now())
+            .on_conflict_do_nothing()
+            .returning(cron_config_versions.c.uid)
+        )
+        with self._engine.begin() as conn:
+            return conn.execute(stmt).first() is not None
+
+    def mark_deleted(self, uid: str, at: dt.datetime) -> bool:
+        """Note that a CronConfig is gone; its history stays. ``False`` if unknown or already marked."""
+        stmt = (
+            sa.update(cron_configs)
+            .where(cron_configs.c.uid == uid, cron_configs.c.deleted_at.is_(None))
+            .values(deleted_at=at)
+        )
+        with self._engine.begin() as conn:
+            return conn.execute(stmt).rowcount > 0
+
+    def get_config(self, uid: str) -> records.ConfigRecord | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(sa.select(cron_configs).where(cron_configs.c.uid == uid)).first()
+        return None if row is None else records.ConfigRecord(**row._asdict())
+
+    def versions(self, uid: str) -> list[records.ConfigVersion]:
+        """Every recorded spec of one CronConfig, oldest generation first."""
+        stmt = (
+            sa.select(cron_config_versions)
+            .where(cron_config_versions.c.uid == uid)
+            .order_by(cron_config_versions.c.generation)
+        )
+        with self._engine.connect() as conn:
+            return [records.ConfigVersion(**row._asdict()) for row in conn.execute(stmt)]
+
+    # --- Claiming slots ----------------------------------------------------------------------------------
+
+    def claim(self, runs: Sequence[records.NewRun]) -> set[uuid.UUID]:
+        """Record runs unless their slot (config uid, instant, attempt) is taken; return the ids inserted.
+
+        This is the exactly-once fence between replicas: a run whose id is not returned must not be
+        executed. One transaction for the whole batch, one INSERT per ``CHUNK`` rows. Rows are sorted
+        by slot so that two replicas claiming overlapping batches lock them in the same order and
+        cannot deadlock. The conflict has no target on purpose: a clash on the id (deterministic ids
+        racing on PostgreSQL) must also mean "not claimed", never an error.
+        """
+        if not runs:
+            return set()
+        rows = [_new_row(run) for run in sorted(runs, key=_slot)]
+        claimed: set[uuid.UUID] = set()
+        with self._engine.begin() as conn:
+            for chunk in _chunks(rows):
+                stmt = self._insert(cron_runs).values(chunk).on_conflict_do_nothing()
+                claimed.update(conn.execute(stmt.returning(cron_runs.c.id)).scalars())
+        return claimed
+
+    def claim_manual(
+        self, config_uid: str, value: str, run: records.NewRun, *, at: dt.datetime | None = None
+    ) -> bool:
+        """Record a ``run-now`` run once per annotation value, across restarts and replicas.
+
+        ``False`` (and nothing written) if this value already fired. If the run's slot is taken the
+        insert fails with ``sqlalchemy.exc.IntegrityError`` and the value is not fenced either, so a
+        retry with another ``scheduled_for`` can still fire it.
+        """
+        if run.config_uid != config_uid:
+            raise ValueError(f"run {run.id} belongs to {run.config_uid}, not to {config_uid}")
+        fence = (
+            self._insert(cron_manual_triggers)
+            .values(config_uid=config_uid, value=_manual_key(value), run_id=run.id, recorded_at=at or _now())
+            .on_conflict_do_nothing()
+            .returning(cron_manual_triggers.c.run_id)
+        )
+        with self._engine.begin() as conn:
+            if conn.execute(fence).first() is None:
+                return False
+            conn.execute(sa.insert(cron_runs).values(_new_row(run)))
+        return True
+
+    def manual_run_id(self, config_uid: str, value: str) -> uuid.UUID | None:
+        """The run a ``run-now`` value fired, if it fired."""
+        stmt = sa.select(cron_manual_triggers.c.run_id).where(
+            cron_manual_triggers.c.config_uid == config_uid,
+            cron_manual_triggers.c.value == _manual_key(value),
+        )
+        with self._engine.connect() as conn:
+            run_id: uuid.UUID | None = conn.execute(stmt).scalar_one_or_none()
+        return run_id
+
+    # --- Progress and outcome ----------------------------------------------------------------------------
+
+    def mark_running(
+        self, ids: Iterable[uuid.UUID], started_at: dt.datetime, *, replica: str | None = None
+    ) -> int:
+        """Move pending runs to ``Running``; returns how many moved (finished runs are left alone)."""
+        values: dict[str, Any] = {"status": RunStatus.RUNNING.value, "started_at": started_at}
+        if replica is not None:
+            values["replica"] = replica
+        moved = 0
+        with self._engine.begin() as conn:
+            for chunk in _chunks(list(ids)):
+                stmt = (
+                    sa.update(cron_runs)
+                    .where(cron_runs.c.id.in_(chunk), cron_runs.c.status == RunStatus.PENDING.value)
+                    .values(values)
+                )
+                moved += conn.execute(stmt).rowcount
+        return moved
+
+    def finish(self, updates: Sequence[records.RunUpdate]) -> int:
+        """Write the outcomes of many attempts in one transaction; returns how many rows changed.
+
+        Only unfinished (Pending/Running) runs are updated: the first final status wins, so a reaper
+        that already marked a run ``TimedOut`` is not overwritten by a late worker, nor vice versa.
+        """
+        if not updates:
+            return 0
+        c = cron_runs.c
+        started_at = sa.bindparam("b_started_at", type_=c.started_at.type)
+        stmt = (
+            sa.update(cron_runs)
+            .where(c.id == sa.bindparam("b_id", type_=c.id.type), c.status.in_(UNFINISHED))
+            .values(
+                status=sa.bindparam("b_status", type_=c.status.type),
+                started_at=sa.func.coalesce(started_at, c.started_at),
+                reason=sa.bindparam("b_reason", type_=c.reason.type),
+                finished_at=sa.bindparam("b_finished_at", type_=c.finished_at.type),
+                duration_ms=sa.bindparam("b_duration_ms", type_=c.duration_ms.type),
+                result=sa.bindparam("b_result", type_=c.result.type),
+                error=sa.bindparam("b_error", type_=c.error.type),
+                logs=sa.bindparam("b_logs", type_=c.logs.type),
+            )
+        )
+        params = [
+            {
+                "b_id": u.id,
+                "b_status": u.status,
+                "b_started_at": u.started_at,
+                "b_reason": u.reason,
+                "b_finished_at": u.finished_at,
+                "b_duration_ms": u.duration_ms,
+                "b_result": u.result,
+                "b_error": u.error,
+                "b_logs": u.logs,
+            }
+            for u in updates
+        ]
+        with self._engine.begin() as conn:
+            changed: int = conn.execute(stmt, params).rowcount
+        return changed
+
+    # --- Reading -----------------------------------------------------------------------------------------
+
+    def last_slot(self, config_uid: str) -> dt.datetime | None:
+        """The latest slot recorded for a CronConfig by the scheduler (not by a manual trigger).
+
+        Skipped slots count: they were decided. This is where catch-up resumes after downtime.
+        """
+        return self.last_slots([config_uid]).get(config_uid)
+
+    def last_slots(self, config_uids: Iterable[str]) -> dict[str, dt.datetime]:
+        """:meth:`last_slot` for many CronConfigs at once; uids without scheduled runs are absent."""
+        found: dict[str, dt.datetime] = {}
+        with self._engine.connect() as conn:
+            for chunk in _chunks(list(dict.fromkeys(config_uids))):
+                stmt = (
+                    sa.select(cron_runs.c.config_uid, sa.func.max(cron_runs.c.scheduled_for))
+                    .where(cron_runs.c.config_uid.in_(chunk), cron_runs.c.trigger != Trigger.MANUAL.value)
+                    .group_by(cron_runs.c.config_uid)
+                )
+                found.update({uid: slot for uid, slot in conn.execute(stmt)})
+        return found
+
+    def existing_slots(
+        self, slots: Iterable[tuple[str, dt.datetime, int]]
+    ) -> set[tuple[str, dt.datetime, int]]:
+        """Which of these (config uid, scheduled_for, attempt) slots are recorded, by whichever replica.
+
+        Lets a replica that saw a slot leased but never claimed take it over.
+        """
+        c = cron_runs.c
+        found: set[tuple[str, dt.datetime, int]] = set()
+        with self._engine.connect() as conn:
+            for chunk in _chunks(list(dict.fromkeys(slots))):
+                stmt = sa.select(c.config_uid, c.scheduled_for, c.attempt).where(
+                    sa.tuple_(c.config_uid, c.scheduled_for, c.attempt).in_(chunk)
+                )
+                found.update((uid, slot, attempt) for uid, slot, attempt in conn.execute(stmt))
+        return found
+
+    def runs(self, namespace: str, name: str, *, limit: int = 50) -> list[records.RunRecord]:
+        """The history of a CronConfig by name (all uids it had), newest slot and attempt first."""
+        stmt = (
+            sa.select(cron_runs)
+            .where(cron_runs.c.namespace == namespace, cron_runs.c.name == name)
+            .order_by(cron_runs.c.scheduled_for.desc(), cron_runs.c.attempt.desc())
+            .limit(limit)
+        )
+        return self._select_runs(stmt)
+
+    def get_run(self, run_id: uuid.UUID) -> records.RunRecord | None:
+        found = self._select_runs(sa.select(cron_runs).where(cron_runs.c.id == run_id))
+        return found[0] if found else None
+
+    def unfinished(self, *, replica: str | None = None) -> list[records.RunRecord]:
+        """Pending and Running runs (of one replica, if given), oldest first: work to take over or reap."""
+        stmt = sa.select(cron_runs).where(cron_runs.c.status.in_(UNFINISHED))
+        if replica is not None:
+            stmt = stmt.where(cron_runs.c.replica == replica)
+        return self._select_runs(stmt.order_by(cron_runs.c.scheduled_for, cron_runs.c.attempt))
+
+    def count_runs(
+        self,
+        *,
+        config_uid: str | None = None,
+        namespace: str | None = None,
+        name: str | None = None,
+        status: str | None = None,
+        trigger: str | None = None,
+    ) -> int:
+        """How many runs match every filter given."""
+        stmt = sa.select(sa.func.count()).select_from(cron_runs)
+        for column, value in (
+            (cron_runs.c.config_uid, config_uid),
+            (cron_runs.c.namespace, namespace),
+            (cron_runs.c.name, name),
+            (cron_runs.c.status, status),
+            (cron_runs.c.trigger, trigger),
+        ):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        with self._engine.connect() as conn:
+            count: int = conn.execute(stmt).scalar_one()
+        return count
+
+    # --- Internals ---------------------------------------------------------------------------------------
+
+    def _insert(self, table: sa.Table) -> _Insert:
+        """INSERT with ON CONFLICT support: the same statement shape on both backends."""
+        if self._engine.dialect.name == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    def _select_runs(self, stmt: sa.Select[Any]) -> list[records.RunRecord]:
+        with self._engine.connect() as conn:
+            return [_run_record(row) for row in conn.execute(stmt)]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _slot(run: records.NewRun) -> tuple[str, dt.datetime, int]:
+    return run.config_uid, run.scheduled_for, run.attempt
+
+
+def _manual_key(value: str) -> str:
+    if len(value) <= MAX_MANUAL_VALUE:
+        return value
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+
+
+def _chunks(items: Sequence[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(items), CHUNK):
+        yield list(items[start : start + CHUNK])
+
+
+def _new_row(run: records.NewRun) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "config_uid": run.config_uid,
+        "namespace": run.namespace,
+        "name": run.name,
+        "generation": run.generation,
+        "scheduled_for": run.scheduled_for,
+        "trigger": run.trigger,
+        "attempt": run.attempt,
+        "status": run.status,
+        "reason": run.reason,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "duration_ms": run.duration_ms,
+        "replica": run.replica,
+        "dry_run": run.dry_run,
+        "result": None,
+        "error": None,
+        "logs": None,
+    }
+
+
+def _run_record(row: sa.Row[Any]) -> records.RunRecord:
+    data = row._asdict()
+    data["status"] = RunStatus(data["status"])
+    data["trigger"] = Trigger(data["trigger"])
+    data["logs"] = data["logs"] or []
+    return records.RunRecord(**data)
