@@ -15,7 +15,8 @@ import pydantic
 
 from sundial.models import spec as spec_models
 from sundial.models.errors import format_validation_error
-from sundial.scheduling import OneShot, Schedule, ScheduleError, parse_schedule
+from sundial.scheduling import Schedule, ScheduleError, parse_schedule
+from sundial.scheduling.oneshot import OneShot
 
 SUPPORTED_JOBS = frozenset({"http", "handler"})
 MAX_CONTEXT_BYTES = 64 * 1024

@@ -164,7 +164,11 @@ def test_defaults() -> None:
     ).job.fanout
     assert fanout is not None
     assert fanout.parallelism == 10
-    assert fanout.item_retry == models.RetryPolicy(limit=3, backoff_seconds=10, max_backoff_seconds=600)
+    assert fanout.item_retry == models.ItemRetryPolicy(limit=3, backoff_seconds=10, max_backoff_seconds=600)
+    partial = models.FanoutJob.model_validate(
+        {**JOBS["fanout"]["fanout"], "itemRetry": {"backoffSeconds": 1}}
+    )
+    assert partial.item_retry.limit == 3
     assert fanout.source.sql is not None and fanout.source.sql.read_only is False
 
 

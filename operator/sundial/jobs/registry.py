@@ -34,5 +34,6 @@ def names() -> list[str]:
 
 def load(modules: Iterable[str]) -> None:
     """Import handler modules; an import error stops the operator at start, not at 2 a.m."""
+    importlib.import_module("sundial.jobs.builtin")
     for module in modules:
         importlib.import_module(module)

@@ -104,6 +104,12 @@ class RetryPolicy(SpecModel):
         return min(self.backoff_seconds << min(retry - 1, 17), self.max_backoff_seconds)
 
 
+class ItemRetryPolicy(RetryPolicy):
+    """Retries of one fan-out item: like :class:`RetryPolicy`, but three retries by default."""
+
+    limit: Annotated[StrictInt, Field(ge=0, le=100)] = 3
+
+
 class HttpJob(SpecModel):
     """An HTTP request; the run succeeds if the response status is in ``successStatusCodes``."""
 
@@ -218,7 +224,7 @@ class FanoutJob(SpecModel):
     source: FanoutSource
     each: FanoutEach
     parallelism: Annotated[StrictInt, Field(ge=1, le=1000)] = 10
-    item_retry: RetryPolicy = Field(default_factory=lambda: RetryPolicy(limit=3))
+    item_retry: ItemRetryPolicy = Field(default_factory=ItemRetryPolicy)
 
 
 class JobSpec(SpecModel):

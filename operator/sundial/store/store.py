@@ -39,10 +39,10 @@ class RunStore:
     """
 
     def __init__(self, url: str | sa.URL, *, echo: bool = False) -> None:
+        backend = engines.normalize_url(url).get_backend_name()
+        if backend not in ("postgresql", "sqlite"):
+            raise ValueError(f"unsupported database {backend!r}: use PostgreSQL or SQLite")
         self._engine = engines.create_engine(url, echo=echo)
-        if self._engine.dialect.name not in ("postgresql", "sqlite"):
-            self._engine.dispose()
-            raise ValueError(f"unsupported database {self._engine.dialect.name!r}: use PostgreSQL or SQLite")
 
     @property
     def engine(self) -> sa.Engine:
@@ -197,7 +197,8 @@ class RunStore:
         started_at = sa.bindparam("b_started_at", type_=c.started_at.type)
         stmt = (
             sa.update(cron_runs)
-            .where(c.id == sa.bindparam("b_id", type_=c.id.type), c.status.in_(UNFINISHED))
+            # Inlined literals: an expanding IN cannot be used with executemany.
+            .where(c.id == sa.bindparam("b_id", type_=c.id.type), c.status.in_(_literals(UNFINISHED)))
             .values(
                 status=sa.bindparam("b_status", type_=c.status.type),
                 started_at=sa.func.coalesce(started_at, c.started_at),
@@ -326,6 +327,10 @@ class RunStore:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def _literals(values: Sequence[str]) -> list[sa.ColumnElement[str]]:
+    return [sa.literal_column(f"'{value}'", sa.String()) for value in values]
 
 
 def _slot(run: records.NewRun) -> tuple[str, dt.datetime, int]:

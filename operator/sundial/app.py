@@ -1,0 +1,80 @@
+"""The composition root: builds one replica's engine from Settings and serves /healthz and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from sundial.engine.history import History
+from sundial.engine.kube import Kube, load_client
+from sundial.engine.runtime import Runtime
+from sundial.jobs import registry
+from sundial.leases import LocalLeases, RedisLeases
+from sundial.leases.base import Leases
+from sundial.settings import Settings
+from sundial.store import migrate
+from sundial.store.store import RunStore
+
+log = logging.getLogger("sundial")
+
+
+@dataclass
+class App:
+    runtime: Runtime
+    web_runner: web.AppRunner
+
+    async def stop(self) -> None:
+        await self.runtime.stop()
+        await self.web_runner.cleanup()
+
+
+def _prepare_store(settings: Settings) -> RunStore:
+    if settings.database_url.startswith("sqlite"):
+        migrate.upgrade(settings.database_url)  # the embedded default migrates itself
+    else:
+        migrate.check_schema(settings.database_url)
+    return RunStore(settings.database_url)
+
+
+async def start(settings: Settings) -> App:
+    registry.load(settings.handlers)
+    store = await asyncio.to_thread(_prepare_store, settings)
+    leases: Leases
+    if settings.redis_url:
+        leases = RedisLeases(settings.redis_url)
+    else:
+        log.warning(
+            "SUNDIAL_REDIS_URL is not set: using IN-PROCESS locks. Run exactly ONE replica, "
+            "or slots will be contended by the database alone."
+        )
+        leases = LocalLeases()
+    if settings.database_url.startswith("sqlite"):
+        log.warning("SUNDIAL_DATABASE_URL is not set to a server: run history in SQLite (%s), single replica only",
+                    settings.database_url)
+    kube = Kube(load_client(), component="sundial", replica=settings.replica)
+    runtime = Runtime(settings, kube=kube, history=History(store, flush_seconds=settings.history_flush_seconds),
+                      leases=leases, redis_shared=bool(settings.redis_url))
+    await runtime.start()
+    runner = await serve(settings)
+    log.info("sundial replica %s started (handlers: %s)", settings.replica, ", ".join(registry.names()) or "none")
+    return App(runtime=runtime, web_runner=runner)
+
+
+async def serve(settings: Settings) -> web.AppRunner:
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "replica": settings.replica})
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    application = web.Application()
+    application.router.add_get("/healthz", healthz)
+    application.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(application, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+    return runner

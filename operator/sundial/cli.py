@@ -1,0 +1,192 @@
+"""The ``sundial`` command line: run the operator, migrate, inspect history, trigger, preview, validate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sundial.settings import Settings
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import kopf
+
+    import sundial.handlers.cronconfigs  # noqa: F401  (registers the handlers)
+
+    settings = Settings()
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    asyncio.run(
+        kopf.operator(
+            standalone=True,
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+        )
+    )
+    return 0
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from sundial.store import migrate
+
+    url = args.database_url or Settings().database_url
+    migrate.upgrade(url)
+    print(f"database at revision {migrate.current_revision(url)}")
+    return 0
+
+
+def _fmt_time(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z" if value else "-"
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from sundial.store.store import RunStore
+
+    store = RunStore(args.database_url or Settings().database_url)
+    try:
+        records = store.runs(args.namespace, args.name, limit=args.limit)
+    finally:
+        store.close()
+    if not records:
+        print(f"no runs recorded for {args.namespace}/{args.name}")
+        return 0
+    header = ("STATUS", "TRIGGER", "ATTEMPT", "SCHEDULED", "STARTED", "FINISHED", "DURATION", "REPLICA", "REASON/ERROR")
+    rows = [header]
+    for r in records:
+        detail = r.error or r.reason or ""
+        rows.append((
+            str(r.status), str(r.trigger), str(r.attempt), _fmt_time(r.scheduled_for), _fmt_time(r.started_at),
+            _fmt_time(r.finished_at), f"{r.duration_ms}ms" if r.duration_ms is not None else "-",
+            r.replica or "-", (detail[:80] + "…") if len(detail) > 80 else detail,
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
+    return 0
+
+
+def _cmd_trigger(args: argparse.Namespace) -> int:
+    from kubernetes import client
+
+    from sundial.engine.kube import GROUP, PLURAL, VERSION, load_client
+    from sundial.engine.runtime import RUN_NOW
+
+    value = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}"
+    api = client.CustomObjectsApi(load_client())
+    api.patch_namespaced_custom_object(
+        GROUP, VERSION, args.namespace, PLURAL, args.name, {"metadata": {"annotations": {RUN_NOW: value}}}
+    )
+    print(f"cronconfig {args.namespace}/{args.name}: {RUN_NOW}={value}")
+    return 0
+
+
+def _cmd_next(args: argparse.Namespace) -> int:
+    from sundial.scheduling import ScheduleError, preview
+
+    after = datetime.fromisoformat(args.after.replace("Z", "+00:00")) if args.after else datetime.now(UTC)
+    if after.tzinfo is None:
+        after = after.replace(tzinfo=UTC)
+    try:
+        times = preview(args.schedule, tz=args.tz, count=args.n, after=after.astimezone(UTC))
+    except ScheduleError as err:
+        print(f"schedule: {err}", file=sys.stderr)
+        return 1
+    for t in times:
+        print(t.astimezone(UTC).isoformat().replace("+00:00", "Z"))
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    import yaml
+
+    from sundial import validation
+
+    failed = False
+    for path in args.files:
+        try:
+            docs: list[Any] = list(yaml.safe_load_all(Path(path).read_text()))
+        except (OSError, yaml.YAMLError) as err:
+            print(f"{path}: cannot read: {err}")
+            failed = True
+            continue
+        for index, doc in enumerate(docs):
+            if not isinstance(doc, dict) or doc.get("kind") != "CronConfig":
+                continue
+            name = (doc.get("metadata") or {}).get("name") or f"document {index + 1}"
+            result = validation.validate_object(doc)
+            if isinstance(result, validation.Invalid):
+                failed = True
+                for problem in result.problems:
+                    print(f"{path}: CronConfig {name}: {problem}")
+            else:
+                for warning in result.warnings:
+                    print(f"{path}: CronConfig {name}: warning: {warning}")
+    return 1 if failed else 0
+
+
+def _cmd_fanout(args: argparse.Namespace) -> int:
+    print(f"sundial {args.command}: fan-out jobs are not available in this sundial version", file=sys.stderr)
+    return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sundial", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="start the operator (current kubeconfig or in-cluster config)")
+    run.add_argument("-v", "--verbose", action="store_true")
+    run.set_defaults(fn=_cmd_run)
+
+    mig = sub.add_parser("migrate", help="apply the run-history database migrations")
+    mig.add_argument("--database-url", help="default: $SUNDIAL_DATABASE_URL")
+    mig.set_defaults(fn=_cmd_migrate)
+
+    runs = sub.add_parser("runs", help="print a CronConfig's run history, newest first")
+    runs.add_argument("name")
+    runs.add_argument("-n", "--namespace", default="default")
+    runs.add_argument("--limit", type=int, default=50)
+    runs.add_argument("--database-url", help="default: $SUNDIAL_DATABASE_URL")
+    runs.set_defaults(fn=_cmd_runs)
+
+    trig = sub.add_parser("trigger", help="run a CronConfig now (sets the sundial.io/run-now annotation)")
+    trig.add_argument("name")
+    trig.add_argument("-n", "--namespace", default="default")
+    trig.set_defaults(fn=_cmd_trigger)
+
+    nxt = sub.add_parser("next", help="preview fire times, one RFC 3339 UTC instant per line")
+    nxt.add_argument("schedule")
+    nxt.add_argument("--tz", default="UTC")
+    nxt.add_argument("-n", type=int, default=5)
+    nxt.add_argument("--after", help="RFC 3339 instant (default: now)")
+    nxt.set_defaults(fn=_cmd_next)
+
+    val = sub.add_parser("validate", help="check CronConfig manifests offline; exit 1 on any problem")
+    val.add_argument("files", nargs="+")
+    val.set_defaults(fn=_cmd_validate)
+
+    for name in ("deadletters", "requeue"):
+        fan = sub.add_parser(name, help="fan-out dead letters (not available yet)")
+        fan.add_argument("name")
+        fan.add_argument("-n", "--namespace", default="default")
+        fan.set_defaults(fn=_cmd_fanout)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.fn(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""The kopf handlers: start-up wiring, every watch event of every CronConfig, clean shutdown."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from sundial import app
+from sundial.engine.kube import GROUP, PLURAL, VERSION
+from sundial.settings import Settings
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # Coordination is ours (leases + database fence): kopf's peering would freeze all but one replica.
+    settings.peering.standalone = True
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 600
+    settings.watching.client_timeout = 660
+    settings.batching.worker_limit = 200
+    memo.app = await app.start(Settings())
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def cronconfig_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    body = event.get("object")
+    if not isinstance(body, dict):
+        return
+    await memo.app.runtime.observe(body, deleted=event.get("type") == "DELETED")
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    if getattr(memo, "app", None) is not None:
+        await memo.app.stop()
