@@ -38,7 +38,7 @@ async def run(
     spec: dict[str, Any], ctx: JobContext, *, session: aiohttp.ClientSession, allow_link_local: bool = False
 ) -> dict[str, Any]:
     url = spec["url"]
-    method = str(spec.get("method") or "GET").upper()
+    method = str(spec.get("method") or "POST").upper()
     if not allow_link_local:
         await _refuse_link_local(url)
     headers = {str(k): str(v) for k, v in (spec.get("headers") or {}).items()}
