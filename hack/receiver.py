@@ -12,8 +12,10 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
-        print(f"receiver {stamp} {self.command} {self.path} slot={self.headers.get('X-Sundial-Slot')} {body!r}",
-              flush=True)
+        print(
+            f"receiver {stamp} {self.command} {self.path} slot={self.headers.get('X-Sundial-Slot')} {body!r}",
+            flush=True,
+        )
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
@@ -21,7 +23,7 @@ class Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = _answer
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 

@@ -18,7 +18,9 @@ def test_kubectl_and_python_client_share_a_real_apiserver(control_plane: Control
     subprocess.run(["kubectl", "create", "namespace", ns], env=env, check=True, capture_output=True)
     subprocess.run(
         ["kubectl", "-n", ns, "create", "configmap", "hello", "--from-literal=greeting=sundial"],
-        env=env, check=True, capture_output=True,
+        env=env,
+        check=True,
+        capture_output=True,
     )
     api = client.CoreV1Api(config.new_client_from_config(str(control_plane.kubeconfig)))
     assert api.read_namespace(ns).metadata.name == ns
@@ -47,5 +49,7 @@ def test_redis_round_trip(redis_url: str) -> None:
 
 
 def test_helm_is_built(control_plane: ControlPlane) -> None:
-    out = subprocess.run([str(control_plane.helm), "version", "--short"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(control_plane.helm), "version", "--short"], capture_output=True, text=True, check=True
+    )
     assert out.stdout.startswith("v3.")

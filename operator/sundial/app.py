@@ -53,14 +53,23 @@ async def start(settings: Settings) -> App:
         )
         leases = LocalLeases()
     if settings.database_url.startswith("sqlite"):
-        log.warning("SUNDIAL_DATABASE_URL is not set to a server: run history in SQLite (%s), single replica only",
-                    settings.database_url)
+        log.warning(
+            "SUNDIAL_DATABASE_URL is not set to a server: run history in SQLite (%s), single replica only",
+            settings.database_url,
+        )
     kube = Kube(load_client(), component="sundial", replica=settings.replica)
-    runtime = Runtime(settings, kube=kube, history=History(store, flush_seconds=settings.history_flush_seconds),
-                      leases=leases, redis_shared=bool(settings.redis_url))
+    runtime = Runtime(
+        settings,
+        kube=kube,
+        history=History(store, flush_seconds=settings.history_flush_seconds),
+        leases=leases,
+        redis_shared=bool(settings.redis_url),
+    )
     await runtime.start()
     runner = await serve(settings)
-    log.info("sundial replica %s started (handlers: %s)", settings.replica, ", ".join(registry.names()) or "none")
+    log.info(
+        "sundial replica %s started (handlers: %s)", settings.replica, ", ".join(registry.names()) or "none"
+    )
     return App(runtime=runtime, web_runner=runner)
 
 

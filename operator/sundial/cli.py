@@ -61,15 +61,33 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     if not records:
         print(f"no runs recorded for {args.namespace}/{args.name}")
         return 0
-    header = ("STATUS", "TRIGGER", "ATTEMPT", "SCHEDULED", "STARTED", "FINISHED", "DURATION", "REPLICA", "REASON/ERROR")
+    header = (
+        "STATUS",
+        "TRIGGER",
+        "ATTEMPT",
+        "SCHEDULED",
+        "STARTED",
+        "FINISHED",
+        "DURATION",
+        "REPLICA",
+        "REASON/ERROR",
+    )
     rows = [header]
     for r in records:
         detail = r.error or r.reason or ""
-        rows.append((
-            str(r.status), str(r.trigger), str(r.attempt), _fmt_time(r.scheduled_for), _fmt_time(r.started_at),
-            _fmt_time(r.finished_at), f"{r.duration_ms}ms" if r.duration_ms is not None else "-",
-            r.replica or "-", (detail[:80] + "…") if len(detail) > 80 else detail,
-        ))
+        rows.append(
+            (
+                str(r.status),
+                str(r.trigger),
+                str(r.attempt),
+                _fmt_time(r.scheduled_for),
+                _fmt_time(r.started_at),
+                _fmt_time(r.finished_at),
+                f"{r.duration_ms}ms" if r.duration_ms is not None else "-",
+                r.replica or "-",
+                (detail[:80] + "…") if len(detail) > 80 else detail,
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])

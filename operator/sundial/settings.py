@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 
 def _default_database_url() -> str:

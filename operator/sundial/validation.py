@@ -1,25 +1,59 @@
 """One validation for every entry point: the operator, the admission webhook, ``sundial validate``.
 
 The same code that fires a schedule parses it here, so what passes validation can be scheduled.
-Messages name the field path and the problem: ``spec.schedule: minute field value 61 out of range 0-59``.
+Every problem is one line that names the field path and the problem, e.g.
+``spec.schedule: minute field value 61 out of range 0-59``; input values that might be secrets are
+never repeated. Problems reject the object; warnings (risky but workable specs) do not.
+
+:func:`validate_object` never raises: it is fed whatever is in the cluster or in a file, and a
+validator bug must become a message, not a crashed operator.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import ipaddress
+import itertools
+import json
+import logging
+import re
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import pydantic
 
 from sundial.models import spec as spec_models
-from sundial.models.errors import format_validation_error
-from sundial.scheduling import Schedule, ScheduleError, parse_schedule
+from sundial.models.base import format_timestamp
+from sundial.models.errors import format_location, format_validation_error
+from sundial.scheduling import IntervalSchedule, Schedule, ScheduleError, load_zone, parse_schedule
 from sundial.scheduling.oneshot import OneShot
+
+log = logging.getLogger("sundial.validation")
 
 SUPPORTED_JOBS = frozenset({"http", "handler"})
 MAX_CONTEXT_BYTES = 64 * 1024
+"""``spec.context`` as compact UTF-8 JSON may not be larger than this."""
+MAX_DEPTH = 64
+"""Nesting levels below ``spec``; deeper objects are refused before anything recurses into them."""
+MAX_VALUES = 100_000
+"""Values (objects, lists and scalars) in one spec; a spec is a few hundred, an attack is millions."""
+SECRET_REF_FIELDS = frozenset({"secretKeyRef", "connectionSecretRef"})
+LINK_LOCAL = ipaddress.ip_network("169.254.0.0/16")
+_PERIOD_SAMPLES = 6
+# Cron fields in the order of a 6-field expression: name, lowest and highest value.
+_CRON_FIELDS = (
+    ("second", 0, 59),
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day-of-month", 1, 31),
+    ("month", 1, 12),
+    ("day-of-week", 0, 7),
+)
+_DURATION = re.compile(r"(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:ns|us|µs|ms|s|m|h))+")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 @dataclass(frozen=True)
@@ -32,59 +66,346 @@ class Valid:
 @dataclass(frozen=True)
 class Invalid:
     problems: list[str]
+    warnings: list[str] = field(default_factory=list)
 
 
-def _creation(obj: dict[str, Any]) -> datetime:
-    raw = (obj.get("metadata") or {}).get("creationTimestamp")
-    if isinstance(raw, str):
-        try:
-            return datetime.fromisoformat(raw.replace("Z", "+00:00")).astimezone(UTC)
-        except ValueError:
-            pass
-    return datetime.now(UTC).replace(microsecond=0)
+class _Report:
+    """Problems and warnings as ``path: message`` lines, each once, in the order found."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self.warnings: list[str] = []
+
+    def problem(self, path: str, message: str) -> None:
+        line = f"{path}: {message}"
+        if line not in self.problems:
+            self.problems.append(line)
+
+    def warning(self, path: str, message: str) -> None:
+        line = f"{path}: {message}"
+        if line not in self.warnings:
+            self.warnings.append(line)
+
+    def reported(self, path: str) -> bool:
+        """Whether a problem about ``path`` is already listed."""
+        return any(line.startswith(f"{path}: ") for line in self.problems)
+
+    def invalid(self) -> Invalid:
+        return Invalid(problems=list(self.problems), warnings=list(self.warnings))
 
 
 def validate_object(
-    obj: dict[str, Any], *, known_handlers: Collection[str] | None = None, now: datetime | None = None
+    obj: Mapping[str, Any], *, known_handlers: Collection[str] | None = None, now: datetime | None = None
 ) -> Valid | Invalid:
-    """Validate a whole CronConfig object (as the API returns it); never raises."""
+    """Validate a whole CronConfig object (as the API returns it or a manifest holds it); never raises.
+
+    ``known_handlers``: the names registered with ``@sundial.job``; ``None`` (unknown, e.g. offline)
+    skips that check. ``now`` decides what "in the past" means (default: the current time).
+    """
     try:
         return _validate(obj, known_handlers=known_handlers, now=now or datetime.now(UTC))
     except Exception as err:  # a validator bug must not become an operator crash
-        return Invalid([f"spec: could not be validated ({type(err).__name__}: {err})"])
+        log.warning("validation failed unexpectedly", exc_info=True)
+        return Invalid([f"spec: could not be validated ({type(err).__name__})"])
 
 
-def _validate(obj: dict[str, Any], *, known_handlers: Collection[str] | None, now: datetime) -> Valid | Invalid:
+def _validate(
+    obj: Mapping[str, Any], *, known_handlers: Collection[str] | None, now: datetime
+) -> Valid | Invalid:
+    report = _Report()
+    if not isinstance(obj, Mapping):
+        report.problem("object", f"must be an object, got {_kind(obj)}")
+        return report.invalid()
     raw = obj.get("spec")
-    if not isinstance(raw, dict):
-        return Invalid(["spec: required object is missing"])
+    if raw is None:
+        report.problem("spec", "required object is missing")
+        return report.invalid()
+    if not isinstance(raw, Mapping):
+        report.problem("spec", f"must be an object, got {_kind(raw)}")
+        return report.invalid()
+
+    # Size and depth first: everything after this recurses into the spec.
+    if not _check_shape(raw, report):
+        return report.invalid()
+    _check_secret_refs(raw, report)
+    _check_context(raw.get("context"), report)
     try:
-        spec = spec_models.CronConfigSpec.model_validate(raw)
+        spec = spec_models.CronConfigSpec.model_validate(dict(raw))
     except pydantic.ValidationError as err:
-        return Invalid(format_validation_error(err, prefix="spec"))
-    problems: list[str] = []
-    warnings: list[str] = []
-    schedule: Schedule | None = None
-    if spec.schedule is not None:
+        for line in format_validation_error(err, prefix="spec"):
+            path = line.split(": ", 1)[0]
+            if not report.reported(path):
+                report.problems.append(line)
+        # Check the schedule anyway, so one `kubectl apply` lists every problem at once.
+        _parse_raw_schedule(raw, _creation(obj), report)
+        return report.invalid()
+
+    schedule = _schedule_of(spec, _creation(obj), now, report)
+    _check_job(spec, known_handlers, report)
+    if report.problems or schedule is None:
+        if not report.problems:
+            report.problem("spec", "exactly one of schedule or runAt must be set")
+        return report.invalid()
+    _check_risks(spec, schedule, now, report)
+    return Valid(spec=spec, schedule=schedule, warnings=list(report.warnings))
+
+
+# ------------------------------------------------------------------------------------- the raw shape
+def _kind(value: object) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), f"a {type(value).__name__}"
+    )
+
+
+def _check_shape(raw: Mapping[str, Any], report: _Report) -> bool:
+    """Refuse specs too deep or too large to handle safely (cycles from YAML aliases count as deep)."""
+    stack: list[tuple[object, tuple[str | int, ...]]] = [(raw, ())]
+    seen = 0
+    while stack:
+        value, loc = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            report.problem("spec", f"too large: more than {MAX_VALUES} values")
+            return False
+        if len(loc) > MAX_DEPTH:
+            report.problem(format_location(loc[:3]), f"nested deeper than {MAX_DEPTH} levels")
+            return False
+        if isinstance(value, Mapping):
+            stack.extend((child, (*loc, str(key))) for key, child in value.items())
+        elif isinstance(value, list | tuple):
+            stack.extend((child, (*loc, index)) for index, child in enumerate(value))
+    return True
+
+
+def _secret_refs(value: object, loc: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], object]]:
+    """Every ``secretKeyRef``/``connectionSecretRef`` value below ``value`` with its location."""
+    if isinstance(value, Mapping):
+        for key, child in value.items():
+            if key in SECRET_REF_FIELDS:
+                yield (*loc, key), child
+            else:
+                yield from _secret_refs(child, (*loc, str(key)))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            yield from _secret_refs(child, (*loc, index))
+
+
+def _check_secret_refs(raw: Mapping[str, Any], report: _Report) -> None:
+    job = raw.get("job")
+    if not isinstance(job, Mapping):
+        return
+    # A template is a Kubernetes JobTemplateSpec: its secretKeyRefs are Kubernetes' to check.
+    jobs = {key: value for key, value in job.items() if key != "template"}
+    for loc, ref in _secret_refs(jobs, ("job",)):
+        if isinstance(ref, Mapping) and "namespace" in ref:
+            report.problem(
+                format_location((*loc, "namespace")),
+                "cross-namespace Secret references are not allowed: Secrets are read only from the "
+                "CronConfig's own namespace (remove the namespace field)",
+            )
+
+
+def _check_context(context: object, report: _Report) -> None:
+    if not isinstance(context, Mapping):
+        return  # the model reports the type
+    try:
+        text = json.dumps(context, separators=(",", ":"), ensure_ascii=False, default=str)
+    except (ValueError, TypeError):  # e.g. integers with more digits than Python converts
+        report.problem("spec.context", "cannot be encoded as JSON")
+        return
+    size = len(text.encode("utf-8", errors="replace"))
+    if size > MAX_CONTEXT_BYTES:
+        report.problem(
+            "spec.context", f"{size} bytes as JSON, larger than the limit of {MAX_CONTEXT_BYTES // 1024} KiB"
+        )
+
+
+# ------------------------------------------------------------------------------------- when it fires
+def _creation(obj: Mapping[str, Any]) -> datetime:
+    """``metadata.creationTimestamp``, the anchor of ``@every``; now for manifests that have none."""
+    meta = obj.get("metadata")
+    raw = meta.get("creationTimestamp") if isinstance(meta, Mapping) else None
+    if isinstance(raw, datetime):  # YAML reads unquoted timestamps as datetimes
+        return raw if raw.tzinfo else raw.replace(tzinfo=UTC)
+    if isinstance(raw, str):
         try:
-            schedule = parse_schedule(spec.schedule, tz=spec.time_zone, anchor=_creation(obj))
-        except ScheduleError as err:
-            field_name = "spec.timeZone" if "time zone" in str(err) else "spec.schedule"
-            problems.append(f"{field_name}: {err}")
-    elif spec.run_at is not None:
-        run_at = spec.run_at.astimezone(UTC)
-        schedule = OneShot(run_at)
-        if run_at < now:
-            warnings.append(f"spec.runAt: {run_at.isoformat()} is in the past; it runs only per missedRunPolicy")
+            parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _sub_second(expression: str) -> str | None:
+    """The interval of ``@every 500ms``-like expressions shorter than a second; ``None`` otherwise."""
+    word, _, rest = expression.strip().partition(" ")
+    text = rest.strip().lower()
+    if word.lower() != "@every" or not _DURATION.fullmatch(text):
+        return None
+    total = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(text))
+    return text if total < 1 else None
+
+
+def _step_out_of_range(expression: str) -> str | None:
+    """``*/61``: a step beyond the field's range matches only the first value, which is never meant."""
+    fields = expression.split()
+    if expression.strip().startswith("@") or len(fields) not in (5, 6):
+        return None
+    if len(fields) == 5:
+        fields = ["0", *fields]
+    for text, (name, low, high) in zip(fields, _CRON_FIELDS, strict=True):
+        for item in text.split(","):
+            step = item.partition("/")[2]
+            if step.isascii() and step.isdigit() and int(step) > high:
+                return f"{name} field value {step} out of range {low}-{high}"
+    return None
+
+
+def _parse(expression: str, zone: str, anchor: datetime, report: _Report) -> Schedule | None:
+    """Parse ``spec.schedule`` with the scheduler's own parser; problems go to ``report``."""
+    interval = _sub_second(expression)
+    if interval is not None:
+        report.problem("spec.schedule", f"@every interval must be at least 1s, got {interval}")
+        return None
+    try:
+        schedule = parse_schedule(expression, tz=zone, anchor=anchor)
+    except ScheduleError as err:
+        report.problem("spec.schedule", str(err))
+        return None
+    step = _step_out_of_range(expression)
+    if step is not None:
+        report.problem("spec.schedule", step)
+        return None
+    return schedule
+
+
+def _zone_or_utc(time_zone: object, report: _Report) -> str:
+    """``spec.timeZone`` if it is a zone the scheduler can load; else UTC (and a problem)."""
+    if time_zone is None:
+        return "UTC"
+    if not isinstance(time_zone, str):
+        return "UTC"  # the model reports the type
+    try:
+        load_zone(time_zone)
+    except ScheduleError:
+        if not report.reported("spec.timeZone"):
+            report.problem("spec.timeZone", f"unknown time zone {time_zone!r}")
+        return "UTC"
+    return time_zone
+
+
+def _parse_raw_schedule(raw: Mapping[str, Any], anchor: datetime, report: _Report) -> None:
+    expression = raw.get("schedule")
+    zone = _zone_or_utc(raw.get("timeZone"), report)
+    if isinstance(expression, str) and not report.reported("spec.schedule"):
+        _parse(expression, zone, anchor, report)
+
+
+def _schedule_of(
+    spec: spec_models.CronConfigSpec, anchor: datetime, now: datetime, report: _Report
+) -> Schedule | None:
+    if spec.schedule is not None:
+        schedule = _parse(spec.schedule, _zone_or_utc(spec.time_zone, report), anchor, report)
+        if schedule is not None and schedule.next_after(now) is None:
+            report.problem("spec.schedule", f"this schedule never fires after {format_timestamp(now)}")
+            return None
+        return schedule
+    if spec.run_at is not None:
+        if spec.run_at < now:
+            report.warning(
+                "spec.runAt",
+                f"{format_timestamp(spec.run_at)} is in the past: a one-time run due before the CronConfig "
+                "was created never fires",
+            )
+        return OneShot(spec.run_at)
+    return None
+
+
+# ------------------------------------------------------------------------------------- what it runs
+def _handler_refs(job: spec_models.JobSpec) -> Iterator[tuple[str, str]]:
+    """Every handler name in the job with the path of its ``name`` field."""
+    if job.handler is not None:
+        yield "spec.job.handler.name", job.handler.name
+    if job.fanout is not None:
+        if job.fanout.source.handler is not None:
+            yield "spec.job.fanout.source.handler.name", job.fanout.source.handler.name
+        if job.fanout.each.handler is not None:
+            yield "spec.job.fanout.each.handler.name", job.fanout.each.handler.name
+
+
+def _check_job(
+    spec: spec_models.CronConfigSpec, known_handlers: Collection[str] | None, report: _Report
+) -> None:
     kind = str(spec.job.kind)
     if kind not in SUPPORTED_JOBS:
-        problems.append(f"spec.job.{kind}: job type '{kind}' is not supported by this sundial version yet "
-                        f"(supported: {', '.join(sorted(SUPPORTED_JOBS))})")
-    if spec.job.handler is not None and known_handlers is not None and spec.job.handler.name not in known_handlers:
-        known = ", ".join(sorted(known_handlers)) or "none registered"
-        problems.append(f"spec.job.handler.name: no handler named '{spec.job.handler.name}' (known: {known})")
-    if len(pydantic.TypeAdapter(dict[str, Any]).dump_json(spec.context)) > MAX_CONTEXT_BYTES:
-        problems.append(f"spec.context: larger than {MAX_CONTEXT_BYTES // 1024} KiB")
-    if problems or schedule is None:
-        return Invalid(problems or ["spec: exactly one of schedule or runAt must be set"])
-    return Valid(spec=spec, schedule=schedule, warnings=warnings)
+        report.problem(
+            f"spec.job.{kind}",
+            f"job type '{kind}' is not supported by this sundial version yet "
+            f"(supported: {', '.join(sorted(SUPPORTED_JOBS))})",
+        )
+    if known_handlers is not None:
+        for path, name in _handler_refs(spec.job):
+            if name not in known_handlers:
+                known = ", ".join(sorted(known_handlers)) or "none registered"
+                report.problem(path, f"no handler named {name!r} is registered (known: {known})")
+    if spec.job.http is not None:
+        host = urlsplit(spec.job.http.url).hostname or ""
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return
+        if address in LINK_LOCAL or (address.version == 6 and address.is_link_local):
+            report.warning(
+                "spec.job.http.url",
+                f"{address} is a link-local (cloud metadata) address: HTTP jobs refuse it unless the "
+                "operator runs with SUNDIAL_ALLOW_LINK_LOCAL=true",
+            )
+
+
+# ------------------------------------------------------------------------------------- risky specs
+def _period(schedule: Schedule, now: datetime) -> timedelta | None:
+    """The shortest gap between the next few slots; ``None`` for schedules with fewer than two."""
+    if isinstance(schedule, IntervalSchedule):
+        return schedule.interval
+    if isinstance(schedule, OneShot):
+        return None
+    slots: list[datetime] = []
+    cursor: datetime | None = now
+    while cursor is not None and len(slots) < _PERIOD_SAMPLES:
+        cursor = schedule.next_after(cursor)
+        if cursor is not None:
+            slots.append(cursor)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(slots)]
+    return min(gaps) if gaps else None
+
+
+def _seconds(value: timedelta) -> str:
+    return f"{int(value.total_seconds())}s"
+
+
+def _check_risks(
+    spec: spec_models.CronConfigSpec, schedule: Schedule, now: datetime, report: _Report
+) -> None:
+    period = _period(schedule, now)
+    if period is not None:
+        timeout = timedelta(seconds=spec.timeout_seconds)
+        if spec.concurrency_policy == spec_models.ConcurrencyPolicy.ALLOW and timeout > period:
+            report.warning(
+                "spec.timeoutSeconds",
+                f"{spec.timeout_seconds}s is longer than the schedule's period ({_seconds(period)}) with "
+                "concurrencyPolicy Allow: slow runs overlap and can pile up",
+            )
+        if timedelta(seconds=spec.jitter_seconds) > period:
+            report.warning(
+                "spec.jitterSeconds",
+                f"{spec.jitter_seconds}s is larger than the schedule's period ({_seconds(period)}): a slot's "
+                "run can start after the next slot's",
+            )
+    deadline = spec.starting_deadline_seconds
+    if deadline is not None and deadline < spec.jitter_seconds:
+        report.warning(
+            "spec.startingDeadlineSeconds",
+            f"{deadline}s is smaller than jitterSeconds ({spec.jitter_seconds}s): a run delayed by jitter "
+            "can be past its deadline and skipped (e.g. when caught up after downtime)",
+        )

@@ -36,17 +36,22 @@ class OperatorProcess:
 
     def start(self, *, timeout: float = 60) -> OperatorProcess:
         self.proc = subprocess.Popen(
-            [str(SUNDIAL), "run"], env=self.env, stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT,
+            [str(SUNDIAL), "run"],
+            env=self.env,
+            stdout=self.log_path.open("ab"),
+            stderr=subprocess.STDOUT,
             cwd=str(self.log_path.parent),
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"operator exited with {self.proc.returncode}:\n{self.logs()[-4000:]}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        return self
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r,
+            ):
+                if r.status == 200:
+                    return self
             time.sleep(0.1)
         raise RuntimeError(f"operator not healthy within {timeout}s:\n{self.logs()[-4000:]}")
 

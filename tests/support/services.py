@@ -83,30 +83,53 @@ def postgres() -> Iterator[Postgres]:
     port = free_port()
     init = subprocess.run(
         [*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "sundial", "--auth=trust", "-E", "UTF8"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if init.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         raise ComponentError(f"initdb failed:\n{init.stdout}\n{init.stderr}")
     proc = subprocess.Popen(
-        [*prefix, str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(sock),
-         "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
-         "-c", "full_page_writes=off", "-c", "max_connections=200"],
-        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        [
+            *prefix,
+            str(bindir / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-k",
+            str(sock),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=200",
+        ],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
     )
     try:
         _wait_port(port, timeout=30, proc=proc, what="postgres", log=log)
         for _ in range(100):  # the port opens slightly before the server accepts logins
             ok = subprocess.run(
                 [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-U", "sundial"],
-                capture_output=True, check=False,
+                capture_output=True,
+                check=False,
             )
             if ok.returncode == 0:
                 break
             time.sleep(0.1)
         created = subprocess.run(
             [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "sundial", "sundial"],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if created.returncode != 0:
             raise ComponentError(f"createdb failed: {created.stderr}\n{_tail(log)}")
@@ -129,9 +152,23 @@ def redis() -> Iterator[str]:
     tmp = Path(tempfile.mkdtemp(prefix="sundial-redis-"))
     port, log = free_port(), tmp / "redis.log"
     proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp), "--daemonize", "no"],
-        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        [
+            exe,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp),
+            "--daemonize",
+            "no",
+        ],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
     )
     try:
         _wait_port(port, timeout=15, proc=proc, what="redis-server", log=log)

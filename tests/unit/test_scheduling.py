@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -35,6 +36,7 @@ def upcoming(schedule: Schedule, after: datetime, n: int) -> list[datetime]:
 
 
 # -- errors -------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("expr", "tz", "message"),
@@ -119,6 +121,7 @@ def test_naive_datetimes_are_refused() -> None:
 
 # -- accepted syntax ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("expr", "after", "expected"),
     [
@@ -147,7 +150,11 @@ def test_naive_datetimes_are_refused() -> None:
         ("0 0 ? * 5", "2026-05-01 00:00", ["2026-05-08 00:00"]),
         ("0 0 */10 * *", "2026-05-01 00:00", ["2026-05-11 00:00", "2026-05-21 00:00", "2026-05-31 00:00"]),
         ("5/20 * * * *", "2026-05-01 00:00", ["2026-05-01 00:05", "2026-05-01 00:25", "2026-05-01 00:45"]),
-        ("10-30/10 * * * *", "2026-05-01 00:00", ["2026-05-01 00:10", "2026-05-01 00:20", "2026-05-01 00:30"]),
+        (
+            "10-30/10 * * * *",
+            "2026-05-01 00:00",
+            ["2026-05-01 00:10", "2026-05-01 00:20", "2026-05-01 00:30"],
+        ),
         ("  0  2\t* * *  ", "2026-05-01 00:00", ["2026-05-01 02:00"]),
         ("59 23 31 12 *", "2026-05-01 00:00", ["2026-12-31 23:59"]),
     ],
@@ -165,9 +172,8 @@ def test_results_are_utc_and_strictly_after() -> None:
     assert slot is not None and slot.tzinfo is UTC
     assert schedule.next_after(z("2026-05-01 00:59:59.999999")) == z("2026-05-01 01:00")
     # Any aware input works, not only UTC.
-    berlin = datetime(2026, 5, 1, 3, 0, tzinfo=parse_schedule("@daily", tz="Europe/Berlin", anchor=ANCHOR)
-                      .zone.tzinfo)  # type: ignore[attr-defined]
-    assert schedule.next_after(berlin) == z("2026-05-01 02:00")
+    berlin = datetime(2026, 5, 1, 4, 0, tzinfo=ZoneInfo("Europe/Berlin"))  # 02:00Z
+    assert schedule.next_after(berlin) == z("2026-05-01 03:00")
 
 
 def test_attributes() -> None:
@@ -183,35 +189,97 @@ def test_attributes() -> None:
 
 DST_CASES = [
     # Spring forward: the skipped 02:30 fires once at the first valid instant, 03:00 CEST.
-    ("30 2 * * *", "Europe/Berlin", "2026-03-27 12:00",
-     ["2026-03-28 01:30", "2026-03-29 01:00", "2026-03-30 00:30"]),
+    (
+        "30 2 * * *",
+        "Europe/Berlin",
+        "2026-03-27 12:00",
+        ["2026-03-28 01:30", "2026-03-29 01:00", "2026-03-30 00:30"],
+    ),
     # 02:00 does not exist and 03:00 lands on the same instant: one slot.
-    ("0 * * * *", "Europe/Berlin", "2026-03-28 23:30", ["2026-03-29 00:00", "2026-03-29 01:00", "2026-03-29 02:00"]),
-    ("*/15 * * * *", "Europe/Berlin", "2026-03-29 00:30", ["2026-03-29 00:45", "2026-03-29 01:00", "2026-03-29 01:15"]),
-    ("0 0,30 1-3 * * *", "Europe/Berlin", "2026-03-28 23:30",
-     ["2026-03-29 00:00", "2026-03-29 00:30", "2026-03-29 01:00", "2026-03-29 01:30", "2026-03-29 23:00"]),
+    (
+        "0 * * * *",
+        "Europe/Berlin",
+        "2026-03-28 23:30",
+        ["2026-03-29 00:00", "2026-03-29 01:00", "2026-03-29 02:00"],
+    ),
+    (
+        "*/15 * * * *",
+        "Europe/Berlin",
+        "2026-03-29 00:30",
+        ["2026-03-29 00:45", "2026-03-29 01:00", "2026-03-29 01:15"],
+    ),
+    (
+        "0 0,30 1-3 * * *",
+        "Europe/Berlin",
+        "2026-03-28 23:30",
+        ["2026-03-29 00:00", "2026-03-29 00:30", "2026-03-29 01:00", "2026-03-29 01:30", "2026-03-29 23:00"],
+    ),
     # Fall back: the repeated 02:30 fires once, at its first occurrence (CEST).
     ("30 2 * * *", "Europe/Berlin", "2026-10-24 12:00", ["2026-10-25 00:30", "2026-10-26 01:30"]),
     # Hourly by wall clock: the second 02:00 (01:00Z) is not a slot; @every 1h is for elapsed time.
-    ("0 * * * *", "Europe/Berlin", "2026-10-24 23:30", ["2026-10-25 00:00", "2026-10-25 02:00", "2026-10-25 03:00"]),
-    ("*/15 * * * *", "Europe/Berlin", "2026-10-25 00:30", ["2026-10-25 00:45", "2026-10-25 02:00", "2026-10-25 02:15"]),
-    ("0 0,30 1-3 * * *", "Europe/Berlin", "2026-10-24 23:00",
-     ["2026-10-24 23:30", "2026-10-25 00:00", "2026-10-25 00:30", "2026-10-25 02:00", "2026-10-25 02:30"]),
-    ("30 2 * * *", "America/New_York", "2026-03-07 00:00",
-     ["2026-03-07 07:30", "2026-03-08 07:00", "2026-03-09 06:30"]),
-    ("0 * * * *", "America/New_York", "2026-03-08 05:30", ["2026-03-08 06:00", "2026-03-08 07:00", "2026-03-08 08:00"]),
+    (
+        "0 * * * *",
+        "Europe/Berlin",
+        "2026-10-24 23:30",
+        ["2026-10-25 00:00", "2026-10-25 02:00", "2026-10-25 03:00"],
+    ),
+    (
+        "*/15 * * * *",
+        "Europe/Berlin",
+        "2026-10-25 00:30",
+        ["2026-10-25 00:45", "2026-10-25 02:00", "2026-10-25 02:15"],
+    ),
+    (
+        "0 0,30 1-3 * * *",
+        "Europe/Berlin",
+        "2026-10-24 23:00",
+        ["2026-10-24 23:30", "2026-10-25 00:00", "2026-10-25 00:30", "2026-10-25 02:00", "2026-10-25 02:30"],
+    ),
+    (
+        "30 2 * * *",
+        "America/New_York",
+        "2026-03-07 00:00",
+        ["2026-03-07 07:30", "2026-03-08 07:00", "2026-03-09 06:30"],
+    ),
+    (
+        "0 * * * *",
+        "America/New_York",
+        "2026-03-08 05:30",
+        ["2026-03-08 06:00", "2026-03-08 07:00", "2026-03-08 08:00"],
+    ),
     ("30 1 * * *", "America/New_York", "2026-10-31 12:00", ["2026-11-01 05:30", "2026-11-02 06:30"]),
-    ("0 * * * *", "America/New_York", "2026-11-01 04:30", ["2026-11-01 05:00", "2026-11-01 07:00", "2026-11-01 08:00"]),
-    ("*/20 1 * * *", "America/New_York", "2026-11-01 04:50",
-     ["2026-11-01 05:00", "2026-11-01 05:20", "2026-11-01 05:40", "2026-11-02 06:00"]),
+    (
+        "0 * * * *",
+        "America/New_York",
+        "2026-11-01 04:30",
+        ["2026-11-01 05:00", "2026-11-01 07:00", "2026-11-01 08:00"],
+    ),
+    (
+        "*/20 1 * * *",
+        "America/New_York",
+        "2026-11-01 04:50",
+        ["2026-11-01 05:00", "2026-11-01 05:20", "2026-11-01 05:40", "2026-11-02 06:00"],
+    ),
     # Southern hemisphere (Sydney 2026-10-04 02:00 AEST -> 03:00 AEDT at 10-03 16:00Z) and a
     # 30-minute shift (Lord Howe 2026-10-04 02:00 +10:30 -> 02:30 +11 at 10-03 15:30Z).
-    ("0 2 * * *", "Australia/Sydney", "2026-10-02 12:00",
-     ["2026-10-02 16:00", "2026-10-03 16:00", "2026-10-04 15:00"]),
-    ("15 2 * * *", "Australia/Lord_Howe", "2026-10-02 12:00",
-     ["2026-10-02 15:45", "2026-10-03 15:30", "2026-10-04 15:15"]),
-    ("45 2 * * *", "Australia/Lord_Howe", "2026-10-02 12:00",
-     ["2026-10-02 16:15", "2026-10-03 15:45", "2026-10-04 15:45"]),
+    (
+        "0 2 * * *",
+        "Australia/Sydney",
+        "2026-10-02 12:00",
+        ["2026-10-02 16:00", "2026-10-03 16:00", "2026-10-04 15:00"],
+    ),
+    (
+        "15 2 * * *",
+        "Australia/Lord_Howe",
+        "2026-10-02 12:00",
+        ["2026-10-02 15:45", "2026-10-03 15:30", "2026-10-04 15:15"],
+    ),
+    (
+        "45 2 * * *",
+        "Australia/Lord_Howe",
+        "2026-10-02 12:00",
+        ["2026-10-02 16:15", "2026-10-03 15:45", "2026-10-04 15:45"],
+    ),
 ]
 
 
@@ -285,7 +353,8 @@ def test_prev_before_around_transitions(expr: str, tz: str, before: str, expecte
         ("0 * * * *", "Europe/Berlin", "2026-10-24 21:30", "2026-10-25 22:30", 24),
         # 01:15 .. 01:45 CET, then 02:00-02:45 and 03:00 CEST as one, then 03:15 .. 04:00 CEST.
         ("*/15 * * * *", "Europe/Berlin", "2026-03-29 00:00", "2026-03-29 02:00", 8),
-        ("*/15 * * * *", "Europe/Berlin", "2026-10-25 00:00", "2026-10-25 02:00", 4),  # 02:15-02:45 CEST, 03:00
+        # 02:15 .. 02:45 CEST, then 03:00 CET.
+        ("*/15 * * * *", "Europe/Berlin", "2026-10-25 00:00", "2026-10-25 02:00", 4),
         ("* * * * * *", "UTC", "2026-01-01 00:00", "2027-01-01 00:00", 365 * 86400),
         ("0 0 29 2 *", "UTC", "2026-01-01 00:00", "2034-01-01 00:00", 2),
         ("0 * * * *", "UTC", "2026-01-01 00:00", "2026-01-01 00:00", 0),
@@ -309,10 +378,19 @@ def test_slots_between_returns_the_first_limit() -> None:
 
 # -- @every -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("expr", "seconds"),
-    [("@every 90s", 90), ("@every 5m", 300), ("@every 1h30m", 5400), ("@every 1h", 3600),
-     ("@every 2h0m5s", 7205), ("@every 1m30s", 90), ("@EVERY 10S", 10), ("@every 87600h", 87600 * 3600)],
+    [
+        ("@every 90s", 90),
+        ("@every 5m", 300),
+        ("@every 1h30m", 5400),
+        ("@every 1h", 3600),
+        ("@every 2h0m5s", 7205),
+        ("@every 1m30s", 90),
+        ("@EVERY 10S", 10),
+        ("@every 87600h", 87600 * 3600),
+    ],
 )
 def test_every_intervals(expr: str, seconds: int) -> None:
     schedule = parse_schedule(expr, anchor=ANCHOR)
@@ -350,16 +428,21 @@ def test_cron_far_future_is_none_not_an_error() -> None:
 
 # -- preview ------------------------------------------------------------------------------------
 
+
 def test_preview_cron_in_zone() -> None:
     assert preview("30 2 * * *", tz="Europe/Berlin", count=3, after=z("2026-03-27 12:00")) == [
-        z("2026-03-28 01:30"), z("2026-03-29 01:00"), z("2026-03-30 00:30"),
+        z("2026-03-28 01:30"),
+        z("2026-03-29 01:00"),
+        z("2026-03-30 00:30"),
     ]
 
 
 def test_preview_every_defaults_anchor_to_after() -> None:
     after = z("2026-05-01 12:00")
-    assert preview("@every 90s", after=after, count=2) == [after + timedelta(seconds=90),
-                                                           after + timedelta(seconds=180)]
+    assert preview("@every 90s", after=after, count=2) == [
+        after + timedelta(seconds=90),
+        after + timedelta(seconds=180),
+    ]
     anchor = z("2026-05-01 11:59:30")
     assert preview("@every 90s", after=after, count=1, anchor=anchor) == [z("2026-05-01 12:01")]
     assert preview("@hourly", after=after, count=0) == []
@@ -368,3 +451,13 @@ def test_preview_every_defaults_anchor_to_after() -> None:
 def test_preview_reports_errors() -> None:
     with pytest.raises(ScheduleError, match="unknown macro"):
         preview("@sometimes", after=z("2026-05-01 12:00"))
+
+
+def test_day_fields_follow_robfig_cron() -> None:
+    """Both day fields restricted: OR, even if one lists every value; only '*'/'?' means '*'."""
+    every_day = parse_schedule("0 0 */2 * 0-6", anchor=ANCHOR)
+    assert every_day.next_after(z("2026-05-01 00:00")) == z("2026-05-02 00:00")
+    odd_days = parse_schedule("0 0 */2 * *", anchor=ANCHOR)
+    assert odd_days.next_after(z("2026-05-01 00:00")) == z("2026-05-03 00:00")
+    star_step_one = parse_schedule("0 0 13 * */1", anchor=ANCHOR)  # '*/1' is '*': the 13th only
+    assert star_step_one.next_after(z("2026-05-01 00:00")) == z("2026-05-13 00:00")

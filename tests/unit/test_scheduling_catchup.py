@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 
@@ -39,7 +40,9 @@ def test_policies(policy: MissedRunPolicy, deadline: int | None, run: list[int],
 
 
 def test_run_all_is_capped_to_the_newest() -> None:
-    plan = plan_missed(HOURLY, last_slot=LAST, now=NOW, policy="RunAll", starting_deadline_seconds=None, cap=2)
+    plan = plan_missed(
+        HOURLY, last_slot=LAST, now=NOW, policy="RunAll", starting_deadline_seconds=None, cap=2
+    )
     assert plan.run == [h(4), h(5)]
     assert plan.skip == [h(1), h(2), h(3)]
 
@@ -57,8 +60,9 @@ def test_slot_due_exactly_now_is_included() -> None:
 
 def test_interval_schedule() -> None:
     every = parse_schedule("@every 90s", anchor=LAST)
-    plan = plan_missed(every, last_slot=LAST, now=LAST + timedelta(minutes=6), policy="RunAll",
-                       starting_deadline_seconds=200)
+    plan = plan_missed(
+        every, last_slot=LAST, now=LAST + timedelta(minutes=6), policy="RunAll", starting_deadline_seconds=200
+    )
     step = timedelta(seconds=90)
     # Slots at 1:30, 3:00, 4:30, 6:00 (= now); 1:30 is 270s old, past the 200s deadline.
     assert plan.run == [LAST + 2 * step, LAST + 3 * step, LAST + 4 * step]
@@ -89,10 +93,11 @@ def test_huge_gaps_are_bounded(expr: str, tz: str, policy: MissedRunPolicy, tota
     # The newest slots are kept, in order, with no gaps.
     kept = plan.skip + plan.run
     assert kept[-1] == now
-    assert all(b - a == timedelta(seconds=1) for a, b in zip(kept, kept[1:], strict=False))
+    assert all(b - a == timedelta(seconds=1) for a, b in pairwise(kept))
 
 
 def test_max_skipped_is_adjustable() -> None:
-    plan = plan_missed(HOURLY, last_slot=LAST, now=NOW, policy="RunOnce", starting_deadline_seconds=None,
-                       max_skipped=2)
+    plan = plan_missed(
+        HOURLY, last_slot=LAST, now=NOW, policy="RunOnce", starting_deadline_seconds=None, max_skipped=2
+    )
     assert plan == MissedPlan(run=[h(5)], skip=[h(3), h(4)], truncated=2)

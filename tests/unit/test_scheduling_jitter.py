@@ -47,6 +47,11 @@ def test_stable_across_processes() -> None:
         "print(repr(jitter_offset('uid-x', datetime(2026, 5, 1, 2, 0, tzinfo=UTC), 600)))"
     )
     # A different hash seed proves nothing depends on Python's randomized str hashing.
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"PYTHONHASHSEED": "12345", "PATH": ""}).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "12345", "PATH": ""},
+    ).stdout.strip()
     assert float(out) == jitter_offset("uid-x", SLOT, 600)

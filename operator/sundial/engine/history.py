@@ -8,6 +8,7 @@ together; ``close`` flushes, so nothing is lost on shutdown.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -72,10 +73,8 @@ class History:
 
     async def _flusher(self) -> None:
         while not self._closed:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=self._flush_seconds)
-            except TimeoutError:
-                pass
             self._wakeup.clear()
             await self.flush()
 
@@ -84,9 +83,7 @@ class History:
         if self._task is not None:
             self._wakeup.set()
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         await self.flush()
         self._pool.shutdown(wait=True)

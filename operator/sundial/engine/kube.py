@@ -6,10 +6,10 @@ import asyncio
 import base64
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client, config
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 GROUP, VERSION, PLURAL = "sundial.io", "v1alpha1", "cronconfigs"
 log = logging.getLogger(__name__)
@@ -27,12 +27,12 @@ def load_client(kubeconfig: str | None = None) -> client.ApiClient:
     """In-cluster config when running in a Pod, else the kubeconfig (``$KUBECONFIG`` or given)."""
     cfg = client.Configuration()
     if kubeconfig:
-        config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+        config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call]
     else:
         try:
-            config.load_incluster_config(client_configuration=cfg)
+            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
         except config.ConfigException:
-            config.load_kube_config(client_configuration=cfg)
+            config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     cfg.connection_pool_maxsize = 32  # status patches run from many worker threads at once
     return client.ApiClient(cfg)
 
@@ -55,7 +55,7 @@ class Kube:
             if err.status == 404:
                 raise Gone(f"{namespace}/{name}") from err
             raise
-        return dict(obj)
+        return cast(dict[str, Any], obj)
 
     async def patch_status(
         self, namespace: str, name: str, status: dict[str, Any], *, resource_version: str | None
@@ -66,7 +66,12 @@ class Kube:
         try:
             obj = await asyncio.to_thread(
                 self._custom.patch_namespaced_custom_object_status,
-                GROUP, VERSION, namespace, PLURAL, name, body,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                body,
             )
         except ApiException as err:
             if err.status == 409:
@@ -74,7 +79,7 @@ class Kube:
             if err.status == 404:
                 raise Gone(f"{namespace}/{name}") from err
             raise
-        return dict(obj)
+        return cast(dict[str, Any], obj)
 
     async def read_secret(self, namespace: str, name: str, key: str) -> str:
         """Only ever the CronConfig's own namespace: callers bind ``namespace`` to it."""
@@ -84,24 +89,38 @@ class Kube:
             raise KeyError(f"secret {namespace}/{name} has no key {key!r}")
         return base64.b64decode(data[key]).decode()
 
-    async def event(
-        self, obj: dict[str, Any], *, reason: str, message: str, type_: str = "Normal"
-    ) -> None:
+    async def event(self, obj: dict[str, Any], *, reason: str, message: str, type_: str = "Normal") -> None:
         meta = obj.get("metadata", {})
         now = datetime.now(UTC)
         body = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(generate_name=f"{meta.get('name', 'cronconfig')}.", namespace=meta["namespace"]),
+            metadata=client.V1ObjectMeta(
+                generate_name=f"{meta.get('name', 'cronconfig')}.", namespace=meta["namespace"]
+            ),
             involved_object=client.V1ObjectReference(
-                api_version=f"{GROUP}/{VERSION}", kind="CronConfig", name=meta.get("name"),
-                namespace=meta.get("namespace"), uid=meta.get("uid"),
+                api_version=f"{GROUP}/{VERSION}",
+                kind="CronConfig",
+                name=meta.get("name"),
+                namespace=meta.get("namespace"),
+                uid=meta.get("uid"),
                 resource_version=meta.get("resourceVersion"),
             ),
-            reason=reason, message=message[:1000], type=type_,
-            first_timestamp=now, last_timestamp=now, count=1,
+            reason=reason,
+            message=message[:1000],
+            type=type_,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
             source=client.V1EventSource(component=self._component, host=self._replica),
-            reporting_component=self._component, reporting_instance=self._replica[:128],
+            reporting_component=self._component,
+            reporting_instance=self._replica[:128],
         )
         try:
             await asyncio.to_thread(self._core.create_namespaced_event, meta["namespace"], body)
         except ApiException as err:  # events are best effort; the run history is the record
-            log.warning("could not post event %s for %s/%s: %s", reason, meta.get("namespace"), meta.get("name"), err.reason)
+            log.warning(
+                "could not post event %s for %s/%s: %s",
+                reason,
+                meta.get("namespace"),
+                meta.get("name"),
+                err.reason,
+            )

@@ -100,7 +100,11 @@ class Runtime:
             task.cancel()
         running = [a.task for t in self.tracked.values() for a in t.active.values() if a.task]
         if running:
-            log.info("waiting up to %.0fs for %d running attempts", self.settings.shutdown_grace_seconds, len(running))
+            log.info(
+                "waiting up to %.0fs for %d running attempts",
+                self.settings.shutdown_grace_seconds,
+                len(running),
+            )
             _, pending = await asyncio.wait(running, timeout=self.settings.shutdown_grace_seconds)
             for t in self.tracked.values():
                 for a in t.active.values():
@@ -144,12 +148,19 @@ class Runtime:
         generation = int(meta.get("generation") or 0)
         if tracked is None:
             tracked = Tracked(
-                uid=uid, namespace=meta.get("namespace", ""), name=meta.get("name", ""),
-                generation=-1, created=_parse_time(meta.get("creationTimestamp")) or utcnow(),
+                uid=uid,
+                namespace=meta.get("namespace", ""),
+                name=meta.get("name", ""),
+                generation=-1,
+                created=_parse_time(meta.get("creationTimestamp")) or utcnow(),
             )
             self.tracked[uid] = tracked
-            self._spawn(self.history.call(self.history.store.upsert_config, uid, tracked.namespace, tracked.name,
-                                          tracked.created), name="sundial-upsert-config")
+            self._spawn(
+                self.history.call(
+                    self.history.store.upsert_config, uid, tracked.namespace, tracked.name, tracked.created
+                ),
+                name="sundial-upsert-config",
+            )
         if generation != tracked.generation:
             tracked.generation = generation
             self._apply_spec(tracked, body)
@@ -177,11 +188,15 @@ class Runtime:
             log.warning("[%s] invalid CronConfig: %s", tracked.key, message)
             self._status_conditions(tracked)
             if first_time:
-                self._spawn(self.kube.event(body, reason="InvalidSpec", message=message, type_="Warning"),
-                            name="sundial-event")
-            self._update_gauges()
+                self._spawn(
+                    self.kube.event(body, reason="InvalidSpec", message=message, type_="Warning"),
+                    name="sundial-event",
+                )
+            self._update_gauges(invalid=True)
             return
-        tracked.invalid = None
+        was_invalid, tracked.invalid = tracked.invalid is not None, None
+        if was_invalid:
+            self._update_gauges(invalid=True)
         tracked.spec, tracked.schedule = result.spec, result.schedule
         tracked.spec_raw = result.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
         if not tracked.ready:
@@ -195,7 +210,7 @@ class Runtime:
         self._intake.pop(uid, None)
         self.scheduler.cancel(uid)
         self.status.forget(uid)
-        self._update_gauges()
+        self._update_gauges(invalid=True)
         await self.history.call(self.history.store.mark_deleted, uid, utcnow())
         if tracked:
             log.info("[%s] deleted: firing stopped, history kept", tracked.key)
@@ -235,7 +250,9 @@ class Runtime:
             if catchup:
                 self._spawn(self._start(catchup), name="sundial-catchup")
 
-    def _plan_missed(self, tracked: Tracked, now: datetime, catchup: list[SlotWork], skipped: list[NewRun]) -> None:
+    def _plan_missed(
+        self, tracked: Tracked, now: datetime, catchup: list[SlotWork], skipped: list[NewRun]
+    ) -> None:
         spec, schedule = tracked.spec, tracked.schedule
         assert spec is not None and schedule is not None
         baseline = tracked.last_slot or tracked.created
@@ -243,11 +260,16 @@ class Runtime:
             self._reschedule(tracked, after=now)
             return
         plan = plan_missed(
-            schedule, last_slot=baseline, now=now, policy=str(spec.missed_run_policy),
+            schedule,
+            last_slot=baseline,
+            now=now,
+            policy=spec.missed_run_policy.value,
             starting_deadline_seconds=spec.starting_deadline_seconds,
         )
         for slot in plan.skip:
-            skipped.append(self._new_run(tracked, slot, 1, Trigger.CATCH_UP, RunStatus.SKIPPED, reason="Missed"))
+            skipped.append(
+                self._new_run(tracked, slot, 1, Trigger.CATCH_UP, RunStatus.SKIPPED, reason="Missed")
+            )
         for slot in plan.run:
             catchup.append(SlotWork(tracked, slot, 1, Trigger.CATCH_UP))
         newest = max([*plan.run, *plan.skip], default=None)
@@ -255,13 +277,21 @@ class Runtime:
             tracked.last_slot = max(newest, tracked.last_slot or newest)
         if plan.skip or plan.truncated:
             count = len(plan.skip) + plan.truncated
-            self._spawn(self._event(tracked, "MissedRuns", f"{count} slot(s) missed while no operator ran, "
-                                    f"recorded as Skipped (missedRunPolicy {spec.missed_run_policy})", "Warning"),
-                        name="sundial-event")
+            self._spawn(
+                self._event(
+                    tracked,
+                    "MissedRuns",
+                    f"{count} slot(s) missed while no operator ran, "
+                    f"recorded as Skipped (missedRunPolicy {spec.missed_run_policy})",
+                    "Warning",
+                ),
+                name="sundial-event",
+            )
         self._reschedule(tracked, after=max(now, tracked.last_slot or now))
 
     # ------------------------------------------------------------------ scheduling
-    def _reschedule(self, tracked: Tracked, *, after: datetime) -> None:
+    def _reschedule(self, tracked: Tracked, *, after: datetime, publish: bool = True) -> None:
+        """Set the next fire time; ``publish`` False leaves status to whoever runs the slot."""
         spec, schedule = tracked.spec, tracked.schedule
         self.scheduler.cancel(tracked.uid)
         tracked.next_slot = None
@@ -275,12 +305,14 @@ class Runtime:
                 self.scheduler.schedule(tracked.uid, fire)
             elif spec.run_at is not None:
                 tracked.completed = True
-        self._status_conditions(tracked)
+        if publish:
+            self._status_conditions(tracked)
         self._update_gauges()
 
-    def _update_gauges(self) -> None:
+    def _update_gauges(self, *, invalid: bool = False) -> None:
         metrics.SCHEDULED.set(len(self.scheduler))
-        metrics.INVALID.set(sum(1 for t in self.tracked.values() if t.invalid))
+        if invalid:  # O(n): only when validity may have changed, never per fire
+            metrics.INVALID.set(sum(1 for t in self.tracked.values() if t.invalid))
 
     async def _on_due(self, uids: list[Hashable]) -> None:
         work: list[SlotWork] = []
@@ -290,23 +322,41 @@ class Runtime:
                 continue
             slot = tracked.next_slot
             tracked.last_slot = slot
-            self._reschedule(tracked, after=slot)
+            self._reschedule(tracked, after=slot, publish=False)
             work.append(SlotWork(tracked, slot, 1, Trigger.SCHEDULE))
         if work and not self._stopping:
             self._spawn(self._start(work), name="sundial-fire")
 
     # ------------------------------------------------------------------ claiming
     def _new_run(
-        self, tracked: Tracked, slot: datetime, attempt: int, trigger: str, status: str, *,
-        reason: str | None = None, started: datetime | None = None, finished: bool = False,
+        self,
+        tracked: Tracked,
+        slot: datetime,
+        attempt: int,
+        trigger: str,
+        status: str,
+        *,
+        reason: str | None = None,
+        started: datetime | None = None,
+        finished: bool = False,
     ) -> NewRun:
         now = utcnow()
         return NewRun(
-            id=uuid.uuid4(), config_uid=tracked.uid, namespace=tracked.namespace, name=tracked.name,
-            generation=tracked.generation, scheduled_for=slot, trigger=str(trigger), attempt=attempt,
-            status=str(status), reason=reason, started_at=started, replica=self.replica,
+            id=uuid.uuid4(),
+            config_uid=tracked.uid,
+            namespace=tracked.namespace,
+            name=tracked.name,
+            generation=tracked.generation,
+            scheduled_for=slot,
+            trigger=str(trigger),
+            attempt=attempt,
+            status=str(status),
+            reason=reason,
+            started_at=started,
+            replica=self.replica,
             dry_run=bool(tracked.spec and tracked.spec.dry_run) and status == RunStatus.SUCCEEDED,
-            finished_at=now if finished else None, duration_ms=0 if finished else None,
+            finished_at=now if finished else None,
+            duration_ms=0 if finished else None,
         )
 
     async def _record_skips(self, runs: list[NewRun]) -> None:
@@ -320,8 +370,17 @@ class Runtime:
                 metrics.RUNS.labels(RunStatus.SKIPPED, run.trigger).inc()
                 tracked = self.tracked.get(run.config_uid)
                 if tracked is not None:
-                    self._status_finished(tracked, run.id, run.scheduled_for, run.attempt, run.trigger,
-                                          RunStatus.SKIPPED, run.reason, started=None, finished=utcnow())
+                    self._status_finished(
+                        tracked,
+                        run.id,
+                        run.scheduled_for,
+                        run.attempt,
+                        run.trigger,
+                        RunStatus.SKIPPED,
+                        run.reason,
+                        started=None,
+                        finished=utcnow(),
+                    )
 
     async def _start(self, work: list[SlotWork]) -> None:
         """Lease, fence and launch a batch of due attempts."""
@@ -331,35 +390,59 @@ class Runtime:
         for w in work:
             spec = w.tracked.spec
             deadline = spec.starting_deadline_seconds if spec else None
-            lateness = (now - w.slot).total_seconds() - jitter_offset(w.tracked.uid, w.slot, spec.jitter_seconds if spec else 0)
+            lateness = (now - w.slot).total_seconds() - jitter_offset(
+                w.tracked.uid, w.slot, spec.jitter_seconds if spec else 0
+            )
             if deadline is not None and w.trigger != Trigger.RETRY and lateness > deadline:
-                skipped.append(self._new_run(w.tracked, w.slot, w.attempt, w.trigger, RunStatus.SKIPPED,
-                                             reason="Missed", finished=True))
+                skipped.append(
+                    self._new_run(
+                        w.tracked,
+                        w.slot,
+                        w.attempt,
+                        w.trigger,
+                        RunStatus.SKIPPED,
+                        reason="Missed",
+                        finished=True,
+                    )
+                )
             else:
                 live.append(w)
         won = await self.leases.acquire_many(
-            [keys.slot(w.tracked.uid, w.slot, w.attempt) for w in live], self.token, self.settings.lease_ttl_seconds
+            [(keys.slot(w.tracked.uid, w.slot, w.attempt), self.token) for w in live],
+            self.settings.lease_ttl_seconds,
         )
         claims: list[tuple[SlotWork, NewRun]] = []
+        winners: list[SlotWork] = []
         for w, ok in zip(live, won, strict=True):
             if not ok:
                 metrics.LEASE_CONFLICTS.labels("slot").inc()
                 self._verify.append((time.monotonic() + self.settings.lease_ttl_seconds * 1.5, w))
-                continue
+            elif w.tracked.spec is not None:
+                winners.append(w)
+        for w, blocked in zip(winners, await self._concurrency_gate(winners), strict=True):
             spec = w.tracked.spec
-            if spec is None:
-                continue
+            assert spec is not None
             if spec.dry_run:
-                claims.append((w, self._new_run(w.tracked, w.slot, w.attempt, w.trigger, RunStatus.SUCCEEDED,
-                                                 started=utcnow(), finished=True)))
+                run = self._new_run(
+                    w.tracked,
+                    w.slot,
+                    w.attempt,
+                    w.trigger,
+                    RunStatus.SUCCEEDED,
+                    started=utcnow(),
+                    finished=True,
+                )
+            elif blocked:
+                run = self._new_run(
+                    w.tracked, w.slot, w.attempt, w.trigger, RunStatus.SKIPPED, reason=blocked, finished=True
+                )
+                skipped.append(run)
                 continue
-            blocked = await self._concurrency_gate(w)
-            if blocked:
-                skipped.append(self._new_run(w.tracked, w.slot, w.attempt, w.trigger, RunStatus.SKIPPED,
-                                             reason=blocked, finished=True))
-                continue
-            claims.append((w, self._new_run(w.tracked, w.slot, w.attempt, w.trigger, RunStatus.RUNNING,
-                                             started=utcnow())))
+            else:
+                run = self._new_run(
+                    w.tracked, w.slot, w.attempt, w.trigger, RunStatus.RUNNING, started=utcnow()
+                )
+            claims.append((w, run))
         if skipped:
             await self._record_skips(skipped)
         if not claims:
@@ -378,27 +461,51 @@ class Runtime:
                 continue
             if run.status == RunStatus.SUCCEEDED:  # dry run: recorded, nothing executed
                 metrics.RUNS.labels(RunStatus.SUCCEEDED, w.trigger).inc()
-                self._status_finished(w.tracked, run.id, w.slot, w.attempt, w.trigger, RunStatus.SUCCEEDED,
-                                      "DryRun", started=run.started_at, finished=run.finished_at)
+                self._status_finished(
+                    w.tracked,
+                    run.id,
+                    w.slot,
+                    w.attempt,
+                    w.trigger,
+                    RunStatus.SUCCEEDED,
+                    "DryRun",
+                    started=run.started_at,
+                    finished=run.finished_at,
+                )
                 continue
             self._launch(w, run)
 
-    async def _concurrency_gate(self, w: SlotWork) -> str | None:
-        """Forbid: skip when anything runs; Replace: cancel what runs. Returns a skip reason or None."""
-        spec = w.tracked.spec
-        assert spec is not None
-        policy = spec.concurrency_policy
-        if policy == ConcurrencyPolicy.ALLOW:
-            return None
+    async def _concurrency_gate(self, work: list[SlotWork]) -> list[str | None]:
+        """Per attempt a skip reason or None. Forbid: skip while anything runs (one Redis round trip
+        for the whole batch); Replace: cancel what runs, here or on another replica."""
+        reasons: list[str | None] = [None] * len(work)
+        ttl = self.settings.lease_ttl_seconds
+        forbid = [
+            i
+            for i, w in enumerate(work)
+            if w.tracked.spec is not None
+            and not w.tracked.spec.dry_run
+            and w.tracked.spec.concurrency_policy == ConcurrencyPolicy.FORBID
+        ]
+        for i in forbid:
+            if work[i].tracked.active:
+                reasons[i] = "ConcurrencyForbid"
+        free = [i for i in forbid if reasons[i] is None]
+        got = await self.leases.acquire_many(
+            [(keys.running(work[i].tracked.uid), self._running_token(work[i])) for i in free], ttl
+        )
+        for i, ok in zip(free, got, strict=True):
+            if not ok:
+                reasons[i] = "ConcurrencyForbid"
+        for w in work:
+            spec = w.tracked.spec
+            if spec is not None and not spec.dry_run and spec.concurrency_policy == ConcurrencyPolicy.REPLACE:
+                await self._replace(w)
+        return reasons
+
+    async def _replace(self, w: SlotWork) -> None:
         key = keys.running(w.tracked.uid)
         ttl = self.settings.lease_ttl_seconds
-        if policy == ConcurrencyPolicy.FORBID:
-            if w.tracked.active:
-                return "ConcurrencyForbid"
-            if not await self.leases.acquire(key, self._running_token(w), ttl):
-                return "ConcurrencyForbid"
-            return None
-        # Replace
         for attempt in list(w.tracked.active.values()):
             attempt.cancel_reason = "Replaced"
             if attempt.task:
@@ -408,7 +515,6 @@ class Runtime:
             await self.leases.set_flag(keys.cancel(holder.rsplit("|", 1)[-1]), ttl * 3)
         await self.leases.release(key, holder or "")
         await self.leases.acquire(key, self._running_token(w), ttl)
-        return None
 
     def _running_token(self, w: SlotWork) -> str:
         return f"{self.token}|{w.tracked.uid}:{int(w.slot.timestamp() * 1000)}:{w.attempt}"
@@ -429,8 +535,13 @@ class Runtime:
 
     # ------------------------------------------------------------------ executing
     def _launch(self, w: SlotWork, run: NewRun) -> None:
-        attempt = Attempt(run_id=str(run.id), slot=w.slot, attempt=w.attempt, trigger=w.trigger,
-                          started=run.started_at or utcnow())
+        attempt = Attempt(
+            run_id=str(run.id),
+            slot=w.slot,
+            attempt=w.attempt,
+            trigger=w.trigger,
+            started=run.started_at or utcnow(),
+        )
         w.tracked.active[attempt.run_id] = attempt
         attempt.task = self._spawn(self._execute(w, run, attempt), name=f"sundial-run-{run.id}")
 
@@ -448,8 +559,16 @@ class Runtime:
         self._status_started(tracked, attempt)
         capture = Capture()
         ctx = JobContext(
-            run=RunInfo(id=attempt.run_id, uid=tracked.uid, namespace=tracked.namespace, name=tracked.name,
-                        generation=tracked.generation, scheduled_for=w.slot, attempt=w.attempt, trigger=w.trigger),
+            run=RunInfo(
+                id=attempt.run_id,
+                uid=tracked.uid,
+                namespace=tracked.namespace,
+                name=tracked.name,
+                generation=tracked.generation,
+                scheduled_for=w.slot,
+                attempt=w.attempt,
+                trigger=w.trigger,
+            ),
             context=dict(spec.context),
             capture=capture,
             read_secret=lambda name, key: self.kube.read_secret(tracked.namespace, name, key),
@@ -460,11 +579,17 @@ class Runtime:
             async with asyncio.timeout(spec.timeout_seconds):
                 result = await self._run_job(ctx)
         except TimeoutError:
-            status, reason, error = RunStatus.TIMED_OUT, "Timeout", f"attempt exceeded timeoutSeconds={spec.timeout_seconds}"
+            status, reason, error = (
+                RunStatus.TIMED_OUT,
+                "Timeout",
+                f"attempt exceeded timeoutSeconds={spec.timeout_seconds}",
+            )
         except asyncio.CancelledError:
             status, reason = RunStatus.CANCELLED, attempt.cancel_reason or "Cancelled"
-            error = {"Replaced": "replaced by a newer run (concurrencyPolicy Replace)",
-                     "OperatorShutdown": "the operator shut down before the attempt finished"}.get(reason, reason)
+            error = {
+                "Replaced": "replaced by a newer run (concurrencyPolicy Replace)",
+                "OperatorShutdown": "the operator shut down before the attempt finished",
+            }.get(reason, reason)
         except JobFailed as err:
             status, reason, error, result = RunStatus.FAILED, "JobFailed", str(err), err.result
         except Exception as err:
@@ -475,26 +600,57 @@ class Runtime:
                 await renewer
         finished = utcnow()
         secrets = ctx.secrets_seen
-        self.history.finish(RunUpdate(
-            id=run.id, status=str(status), reason=reason, finished_at=finished,
-            duration_ms=int((finished - started).total_seconds() * 1000),
-            result=redact(_jsonable(result), secrets), error=redact(error, secrets) if error else None,
-            logs=redact(capture.export(), secrets), started_at=started,
-        ))
+        self.history.finish(
+            RunUpdate(
+                id=run.id,
+                status=str(status),
+                reason=reason,
+                finished_at=finished,
+                duration_ms=int((finished - started).total_seconds() * 1000),
+                result=redact(_jsonable(result), secrets),
+                error=redact(error, secrets) if error else None,
+                logs=redact(capture.export(), secrets),
+                started_at=started,
+            )
+        )
         metrics.RUNS.labels(str(status), w.trigger).inc()
         metrics.ACTIVE.dec()
         tracked.active.pop(attempt.run_id, None)
         await self.leases.release(run_key, self.token)
         await self._release_running(tracked, run)
         log_fn = log.info if status == RunStatus.SUCCEEDED else log.warning
-        log_fn("[%s] run=%s slot=%s attempt=%d %s%s", tracked.key, attempt.run_id, rfc3339(w.slot), w.attempt,
-               status, f": {redact(error, secrets)}" if error else "")
-        self._status_finished(tracked, run.id, w.slot, w.attempt, w.trigger, status, reason,
-                              started=started, finished=finished, message=redact(error, secrets) if error else None)
+        log_fn(
+            "[%s] run=%s slot=%s attempt=%d %s%s",
+            tracked.key,
+            attempt.run_id,
+            rfc3339(w.slot),
+            w.attempt,
+            status,
+            f": {redact(error, secrets)}" if error else "",
+        )
+        self._status_finished(
+            tracked,
+            run.id,
+            w.slot,
+            w.attempt,
+            w.trigger,
+            status,
+            reason,
+            started=started,
+            finished=finished,
+            message=redact(error, secrets) if error else None,
+        )
         if status in (RunStatus.FAILED, RunStatus.TIMED_OUT):
-            self._spawn(self._event(tracked, "RunFailed" if status == RunStatus.FAILED else "RunTimedOut",
-                                    f"run {attempt.run_id} (slot {rfc3339(w.slot)}, attempt {w.attempt}): "
-                                    f"{redact(error, secrets)}", "Warning"), name="sundial-event")
+            self._spawn(
+                self._event(
+                    tracked,
+                    "RunFailed" if status == RunStatus.FAILED else "RunTimedOut",
+                    f"run {attempt.run_id} (slot {rfc3339(w.slot)}, attempt {w.attempt}): "
+                    f"{redact(error, secrets)}",
+                    "Warning",
+                ),
+                name="sundial-event",
+            )
             self._maybe_retry(tracked, w.slot, w.attempt)
 
     async def _run_job(self, ctx: JobContext) -> Any:
@@ -505,8 +661,12 @@ class Runtime:
         job = spec.job
         if job.http is not None:
             assert self._session is not None
-            return await http_job.run(job.http.model_dump(by_alias=True, exclude_none=True, mode="json"), ctx,
-                                      session=self._session, allow_link_local=self.settings.allow_link_local)
+            return await http_job.run(
+                job.http.model_dump(by_alias=True, exclude_none=True, mode="json"),
+                ctx,
+                session=self._session,
+                allow_link_local=self.settings.allow_link_local,
+            )
         if job.handler is not None:
             return await handler_job.run({"name": job.handler.name}, ctx)
         raise JobFailed(f"job type {job.kind} is not supported by this sundial version")
@@ -562,8 +722,12 @@ class Runtime:
         exists = await self.history.call(
             self.history.store.existing_slots, [(w.tracked.uid, w.slot, w.attempt) for w in due]
         )
-        orphaned = [w for w in due if (w.tracked.uid, w.slot, w.attempt) not in exists
-                    and self.tracked.get(w.tracked.uid) is w.tracked]
+        orphaned = [
+            w
+            for w in due
+            if (w.tracked.uid, w.slot, w.attempt) not in exists
+            and self.tracked.get(w.tracked.uid) is w.tracked
+        ]
         if orphaned:
             metrics.TAKEOVERS.inc(len(orphaned))
             log.warning("taking over %d slots whose claimer did not record them", len(orphaned))
@@ -583,18 +747,37 @@ class Runtime:
             if not await self.leases.acquire(keys.reap(rid), self.token, ttl * 6):
                 continue
             now = utcnow()
-            self.history.finish(RunUpdate(
-                id=rec.id, status=str(RunStatus.FAILED), reason="OwnerLost", finished_at=now,
-                duration_ms=int((now - rec.started_at).total_seconds() * 1000) if rec.started_at else None,
-                result=None, error=f"replica {rec.replica} stopped renewing its lease; taken over by {self.replica}",
-                logs=None,
-            ))
+            self.history.finish(
+                RunUpdate(
+                    id=rec.id,
+                    status=str(RunStatus.FAILED),
+                    reason="OwnerLost",
+                    finished_at=now,
+                    duration_ms=int((now - rec.started_at).total_seconds() * 1000)
+                    if rec.started_at
+                    else None,
+                    result=None,
+                    error=f"replica {rec.replica} stopped renewing its lease; taken over by {self.replica}",
+                    logs=None,
+                )
+            )
             metrics.TAKEOVERS.inc()
             tracked = self.tracked.get(rec.config_uid)
-            log.warning("run %s of %s/%s lost its owner %s; marked Failed", rid, rec.namespace, rec.name, rec.replica)
+            log.warning(
+                "run %s of %s/%s lost its owner %s; marked Failed", rid, rec.namespace, rec.name, rec.replica
+            )
             if tracked is not None:
-                self._status_finished(tracked, rec.id, rec.scheduled_for, rec.attempt, str(rec.trigger),
-                                      RunStatus.FAILED, "OwnerLost", started=rec.started_at, finished=now)
+                self._status_finished(
+                    tracked,
+                    rec.id,
+                    rec.scheduled_for,
+                    rec.attempt,
+                    str(rec.trigger),
+                    RunStatus.FAILED,
+                    "OwnerLost",
+                    started=rec.started_at,
+                    finished=now,
+                )
                 self._maybe_retry(tracked, rec.scheduled_for, rec.attempt)
 
     # ------------------------------------------------------------------ status & events
@@ -608,31 +791,58 @@ class Runtime:
             ]
         suspended = bool(spec and spec.suspend)
         if suspended:
-            ready = {"type": "Ready", "status": "False", "reason": "Suspended", "message": "spec.suspend is true"}
+            ready = {
+                "type": "Ready",
+                "status": "False",
+                "reason": "Suspended",
+                "message": "spec.suspend is true",
+            }
         elif tracked.completed:
-            ready = {"type": "Ready", "status": "True", "reason": "Completed", "message": "the one-shot runAt has run"}
+            ready = {
+                "type": "Ready",
+                "status": "True",
+                "reason": "Completed",
+                "message": "the one-shot runAt has run",
+            }
         else:
-            ready = {"type": "Ready", "status": "True", "reason": "Scheduled",
-                     "message": f"next run at {rfc3339(tracked.next_slot)}" if tracked.next_slot else "scheduled"}
+            ready = {
+                "type": "Ready",
+                "status": "True",
+                "reason": "Scheduled",
+                "message": f"next run at {rfc3339(tracked.next_slot)}" if tracked.next_slot else "scheduled",
+            }
         return [
             ready,
-            {"type": "Suspended", "status": "True" if suspended else "False",
-             "reason": "Suspended" if suspended else "Active", "message": ""},
+            {
+                "type": "Suspended",
+                "status": "True" if suspended else "False",
+                "reason": "Suspended" if suspended else "Active",
+                "message": "",
+            },
             {"type": "Invalid", "status": "False", "reason": "Valid", "message": ""},
         ]
 
     def _status_conditions(self, tracked: Tracked) -> None:
-        self.status.update(tracked.uid, tracked.namespace, tracked.name, {
-            "observedGeneration": tracked.generation,
-            "conditions": self._conditions(tracked),
-            "nextScheduleTime": rfc3339(tracked.next_slot),
-        })
+        self.status.update(
+            tracked.uid,
+            tracked.namespace,
+            tracked.name,
+            {
+                "observedGeneration": tracked.generation,
+                "conditions": self._conditions(tracked),
+                "nextScheduleTime": rfc3339(tracked.next_slot),
+            },
+        )
 
     def _status_started(self, tracked: Tracked, attempt: Attempt) -> None:
         changes: dict[str, Any] = {
             "active": [
-                {"id": a.run_id, "scheduledTime": rfc3339(a.slot), "startTime": rfc3339(a.started),
-                 "replica": self.replica}
+                {
+                    "id": a.run_id,
+                    "scheduledTime": rfc3339(a.slot),
+                    "startTime": rfc3339(a.started),
+                    "replica": self.replica,
+                }
                 for a in list(tracked.active.values())[-10:]
             ],
         }
@@ -641,19 +851,38 @@ class Runtime:
         self.status.update(tracked.uid, tracked.namespace, tracked.name, changes)
 
     def _status_finished(
-        self, tracked: Tracked, run_id: uuid.UUID, slot: datetime, attempt: int, trigger: str, status: str,
-        reason: str | None, *, started: datetime | None, finished: datetime | None, message: str | None = None,
+        self,
+        tracked: Tracked,
+        run_id: uuid.UUID,
+        slot: datetime,
+        attempt: int,
+        trigger: str,
+        status: str,
+        reason: str | None,
+        *,
+        started: datetime | None,
+        finished: datetime | None,
+        message: str | None = None,
     ) -> None:
         last_run = {
-            "id": str(run_id), "scheduledTime": rfc3339(slot), "startTime": rfc3339(started),
-            "completionTime": rfc3339(finished), "status": str(status), "attempt": attempt, "trigger": str(trigger),
+            "id": str(run_id),
+            "scheduledTime": rfc3339(slot),
+            "startTime": rfc3339(started),
+            "completionTime": rfc3339(finished),
+            "status": str(status),
+            "attempt": attempt,
+            "trigger": str(trigger),
             "message": (message or reason or "")[:1024],
         }
         changes: dict[str, Any] = {
             "lastRun": {k: v for k, v in last_run.items() if v is not None},
             "active": [
-                {"id": a.run_id, "scheduledTime": rfc3339(a.slot), "startTime": rfc3339(a.started),
-                 "replica": self.replica}
+                {
+                    "id": a.run_id,
+                    "scheduledTime": rfc3339(a.slot),
+                    "startTime": rfc3339(a.started),
+                    "replica": self.replica,
+                }
                 for a in list(tracked.active.values())[-10:]
             ],
             "observedGeneration": tracked.generation,

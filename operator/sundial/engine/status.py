@@ -35,7 +35,11 @@ def rfc3339(value: datetime | None) -> str | None:
 def _run_key(run: dict[str, Any] | None) -> tuple[str, int, str]:
     if not run:
         return ("", 0, "")
-    return (str(run.get("scheduledTime") or ""), int(run.get("attempt") or 0), str(run.get("startTime") or ""))
+    return (
+        str(run.get("scheduledTime") or ""),
+        int(run.get("attempt") or 0),
+        str(run.get("startTime") or ""),
+    )
 
 
 @dataclass
@@ -76,7 +80,11 @@ class StatusPatcher:
                 current = entry.pending.get(key)
                 if current is not None and current >= value:
                     continue
-            if key == "lastRun" and value is not None and _run_key(entry.pending.get("lastRun")) > _run_key(value):
+            if (
+                key == "lastRun"
+                and value is not None
+                and _run_key(entry.pending.get("lastRun")) > _run_key(value)
+            ):
                 continue
             entry.pending[key] = value
         self._dirty.add(uid)
@@ -154,7 +162,9 @@ class StatusPatcher:
                 return
             rv = ((entry.body or {}).get("metadata") or {}).get("resourceVersion")
             try:
-                entry.body = await self._kube.patch_status(entry.namespace, entry.name, patch, resource_version=rv)
+                entry.body = await self._kube.patch_status(
+                    entry.namespace, entry.name, patch, resource_version=rv
+                )
                 PATCHES.labels("ok").inc()
                 return
             except Conflict:

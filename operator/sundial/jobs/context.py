@@ -45,7 +45,11 @@ class Capture:
         if len(self.entries) >= MAX_ENTRIES:
             self.dropped += 1
             return
-        entry: dict[str, Any] = {"ts": round(time.time(), 3), "level": level, "message": str(message)[:MAX_MESSAGE]}
+        entry: dict[str, Any] = {
+            "ts": round(time.time(), 3),
+            "level": level,
+            "message": str(message)[:MAX_MESSAGE],
+        }
         if fields:
             entry["fields"] = {k: _jsonable(v) for k, v in fields.items()}
         self.entries.append(entry)

@@ -61,7 +61,10 @@ async def run(
     started = time.monotonic()
     try:
         async with session.request(
-            method, url, headers=headers, data=data,
+            method,
+            url,
+            headers=headers,
+            data=data,
             timeout=aiohttp.ClientTimeout(total=float(timeout)) if timeout else None,
             allow_redirects=False,
         ) as response:
@@ -79,5 +82,7 @@ async def run(
     }
     ctx.capture.info(f"{method} {url} -> {status}")
     if status not in success:
-        raise JobFailed(f"{method} {url} returned HTTP {status}, expected one of {sorted(success)}", result=result)
+        raise JobFailed(
+            f"{method} {url} returned HTTP {status}, expected one of {sorted(success)}", result=result
+        )
     return result

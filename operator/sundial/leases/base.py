@@ -12,8 +12,8 @@ class Leases(Protocol):
     async def acquire(self, key: str, token: str, ttl: float) -> bool:
         """Take the lease if nobody holds it."""
 
-    async def acquire_many(self, keys: Sequence[str], token: str, ttl: float) -> list[bool]:
-        """Try many leases in one round trip (a whole due batch of slots)."""
+    async def acquire_many(self, items: Sequence[tuple[str, str]], ttl: float) -> list[bool]:
+        """Try many (key, token) leases in one round trip (a whole due batch of slots)."""
 
     async def renew(self, key: str, token: str, ttl: float) -> bool:
         """Extend the lease; False if it was lost (expired or taken)."""

@@ -27,8 +27,8 @@ class LocalLeases:
             self._sweep()
         return True
 
-    async def acquire_many(self, keys: Sequence[str], token: str, ttl: float) -> list[bool]:
-        return [await self.acquire(key, token, ttl) for key in keys]
+    async def acquire_many(self, items: Sequence[tuple[str, str]], ttl: float) -> list[bool]:
+        return [await self.acquire(key, token, ttl) for key, token in items]
 
     async def renew(self, key: str, token: str, ttl: float) -> bool:
         entry = self._live(key)

@@ -32,11 +32,11 @@ class RedisLeases:
     async def acquire(self, key: str, token: str, ttl: float) -> bool:
         return bool(await self._redis.set(key, token, nx=True, px=max(1, int(ttl * 1000))))
 
-    async def acquire_many(self, keys: Sequence[str], token: str, ttl: float) -> list[bool]:
-        if not keys:
+    async def acquire_many(self, items: Sequence[tuple[str, str]], ttl: float) -> list[bool]:
+        if not items:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
-            for key in keys:
+            for key, token in items:
                 pipe.set(key, token, nx=True, px=max(1, int(ttl * 1000)))
             results = await pipe.execute()
         return [bool(r) for r in results]

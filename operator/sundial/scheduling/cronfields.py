@@ -121,8 +121,10 @@ class CronFields:
     _per_day: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        sets = tuple(frozenset(v) for v in (self.seconds, self.minutes, self.hours, self.days,
-                                            self.months, self.weekdays))
+        sets = tuple(
+            frozenset(v)
+            for v in (self.seconds, self.minutes, self.hours, self.days, self.months, self.weekdays)
+        )
         object.__setattr__(self, "_sets", sets)
         object.__setattr__(self, "_per_day", len(self.hours) * len(self.minutes) * len(self.seconds))
 

@@ -24,8 +24,6 @@ def jitter_offset(uid: str, slot: datetime, jitter_seconds: int) -> float:
     if jitter_seconds <= 0:
         return 0.0
     micros = (to_utc(slot) - _EPOCH) // _MICROSECOND
-    digest = hashlib.blake2b(
-        f"{uid}\x00{micros}".encode(), digest_size=8, person=b"sundial.jitter"
-    ).digest()
+    digest = hashlib.blake2b(f"{uid}\x00{micros}".encode(), digest_size=8, person=b"sundial.jitter").digest()
     span = jitter_seconds * 1_000_000
     return (int.from_bytes(digest, "big") % span) / 1_000_000

@@ -73,7 +73,7 @@ class Zone:
         if first >= second:  # unique, or repeated (fold=0 is the first occurrence)
             return (wall - first).replace(tzinfo=UTC)
         # Skipped: the transition lies after wall-as-new-offset and at or before wall-as-old-offset.
-        return (wall - first).replace(tzinfo=UTC)
+        return _transition(self.tzinfo, wall - second, wall - first)
 
     def _repeat_start(self, instant: datetime, local: datetime) -> tuple[datetime, timedelta] | None:
         """If ``instant`` is in the second pass of a repeated hour: that pass's start, old offset."""
