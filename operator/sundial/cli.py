@@ -126,30 +126,71 @@ def _cmd_next(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    """Check manifests offline: one line per problem, ``FILE: CronConfig NS/NAME: PATH: MESSAGE``.
+
+    Problems exit 1; warnings are printed but do not fail. Handler names are checked only when
+    ``SUNDIAL_HANDLERS`` names the modules to import, as for the operator.
+    """
     import yaml
 
     from sundial import validation
+    from sundial.jobs import registry
+
+    known: list[str] | None = None
+    modules = Settings().handlers
+    if modules:
+        try:
+            registry.load(modules)
+            known = registry.names()
+        except Exception as err:
+            print(
+                f"warning: cannot import SUNDIAL_HANDLERS ({type(err).__name__}: {err}); "
+                "handler names not checked",
+                file=sys.stderr,
+            )
+
+    def documents(doc: Any) -> list[Any]:
+        if isinstance(doc, dict) and doc.get("kind") == "List" and isinstance(doc.get("items"), list):
+            return list(doc["items"])
+        return [doc]
 
     failed = False
+    checked = 0
     for path in args.files:
         try:
-            docs: list[Any] = list(yaml.safe_load_all(Path(path).read_text()))
-        except (OSError, yaml.YAMLError) as err:
+            text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
             print(f"{path}: cannot read: {err}")
             failed = True
             continue
-        for index, doc in enumerate(docs):
-            if not isinstance(doc, dict) or doc.get("kind") != "CronConfig":
-                continue
-            name = (doc.get("metadata") or {}).get("name") or f"document {index + 1}"
-            result = validation.validate_object(doc)
-            if isinstance(result, validation.Invalid):
-                failed = True
-                for problem in result.problems:
-                    print(f"{path}: CronConfig {name}: {problem}")
-            else:
-                for warning in result.warnings:
-                    print(f"{path}: CronConfig {name}: warning: {warning}")
+        index = 0
+        try:
+            for doc in yaml.safe_load_all(text):
+                for item in documents(doc):
+                    index += 1
+                    if not isinstance(item, dict) or item.get("kind") != "CronConfig":
+                        continue
+                    checked += 1
+                    raw_meta = item.get("metadata")
+                    meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
+                    name = str(meta.get("name") or f"(document {index})")
+                    if meta.get("namespace"):
+                        name = f"{meta['namespace']}/{name}"
+                    result = validation.validate_object(item, known_handlers=known)
+                    for warning in result.warnings:
+                        print(f"{path}: CronConfig {name}: warning: {warning}")
+                    if isinstance(result, validation.Invalid):
+                        failed = True
+                        for problem in result.problems:
+                            print(f"{path}: CronConfig {name}: {problem}")
+        except yaml.YAMLError as err:
+            print(f"{path}: not valid YAML: {' '.join(str(err).split())}")
+            failed = True
+        except RecursionError:
+            print(f"{path}: not valid YAML: nested too deeply")
+            failed = True
+    if not checked and not failed:
+        print("no CronConfig documents found", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -53,3 +53,30 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    # --- the validating admission webhook (sundial.webhook, sundial.handlers.admission) ---
+    webhook_enabled: bool = False
+    """Serve the validating admission webhook for CronConfigs (HTTPS, path /validate-cronconfigs)."""
+    webhook_addr: str = "0.0.0.0"
+    """Address the webhook server listens on."""
+    webhook_port: int = 9443
+    """Port of the webhook server."""
+    webhook_host: str = "127.0.0.1"
+    """The name the API server uses to reach the webhook (e.g. ``sundial-webhook.sundial.svc``): a SAN of
+    the self-signed certificate and, with ``webhook_managed``, the host of the URL registered."""
+    webhook_cert_dir: Path | None = None
+    """Directory with ``tls.crt``, ``tls.key`` and ``ca.crt`` provided from outside (a Secret from
+    cert-manager or the chart); reloaded when they change. Unset: the operator generates a self-signed CA
+    and certificate in a private directory and renews them before they expire."""
+    webhook_managed: str | None = None
+    """Name of a ValidatingWebhookConfiguration the operator creates and keeps pointing at
+    ``https://webhook_host:webhook_port/validate-cronconfigs`` (kopf's managed mode; for local runs)."""
+    webhook_configuration: str | None = None
+    """Name of an existing ValidatingWebhookConfiguration (created by the chart) whose webhooks get the
+    operator's CA bundle as ``clientConfig.caBundle``, re-checked every 30 s."""
+    webhook_cert_secret: str | None = None
+    """Name of a Secret in ``pod_namespace`` where replicas share the self-signed CA and certificate
+    (keys ca.crt, ca.key, tls.crt, tls.key). Unset: each process keeps its own (one replica only)."""
+    pod_namespace: str | None = None
+    """The operator's own namespace (Downward API), home of ``webhook_cert_secret``; default: the
+    service account's namespace."""

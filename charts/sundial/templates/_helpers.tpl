@@ -98,6 +98,15 @@ true
 {{- end -}}
 
 {{/*
+"true" when the run history is the bundled dev PostgreSQL (which only exists once the release does).
+*/}}
+{{- define "sundial.devPostgresInUse" -}}
+{{- if and .Values.dev.postgresql.enabled (not .Values.database.existingSecret) (not .Values.database.url) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/*
 "true" when Redis is configured (shared leases between replicas).
 */}}
 {{- define "sundial.redisConfigured" -}}

@@ -247,8 +247,23 @@ class Runtime:
                     self._spawn(self._manual(tracked, tracked.run_now), name="sundial-manual")
             if skipped:
                 await self._record_skips(skipped)
-            if catchup:
-                self._spawn(self._start(catchup), name="sundial-catchup")
+            parallel = [w for w in catchup if w.tracked.spec and w.tracked.spec.concurrency_policy == "Allow"]
+            if parallel:
+                self._spawn(self._start(parallel), name="sundial-catchup")
+            serial: dict[str, list[SlotWork]] = {}
+            for w in catchup:
+                if w not in parallel:
+                    serial.setdefault(w.tracked.uid, []).append(w)
+            for works in serial.values():
+                self._spawn(self._catch_up_in_order(works), name="sundial-catchup")
+
+    async def _catch_up_in_order(self, works: list[SlotWork]) -> None:
+        """RunAll under Forbid/Replace: missed slots run one after another, oldest first."""
+        for w in sorted(works, key=lambda w: w.slot):
+            await self._start([w])
+            running = [a.task for a in w.tracked.active.values() if a.task is not None]
+            if running:
+                await asyncio.wait(running)
 
     def _plan_missed(
         self, tracked: Tracked, now: datetime, catchup: list[SlotWork], skipped: list[NewRun]

@@ -9,6 +9,7 @@ import kopf
 
 from sundial import app
 from sundial.engine.kube import GROUP, PLURAL, VERSION
+from sundial.handlers import admission  # noqa: F401  (registers the admission webhook)
 from sundial.settings import Settings
 
 

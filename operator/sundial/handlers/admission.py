@@ -1,0 +1,74 @@
+"""kopf glue of the validating admission webhook: the server's configuration and the one handler.
+
+The decision is :func:`sundial.webhook.review.review`; TLS is :mod:`sundial.webhook.serving`. The
+handler id is the URL path: the API server calls ``https://<host>:<port>/validate-cronconfigs``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import kopf
+
+from sundial.engine.kube import GROUP, PLURAL, VERSION
+from sundial.settings import Settings
+from sundial.webhook import WEBHOOK_ID, review, serving
+
+FILE_CHECK_SECONDS = 30.0
+"""How often the server looks for renewed certificate files."""
+
+
+class _Off:
+    """The webhook switched off (the default): the handler stays registered, but nothing listens.
+
+    kopf refuses to run with admission handlers and no server, so "off" is a server that never starts.
+    """
+
+    async def __call__(self, fn: Any) -> AsyncIterator[kopf.WebhookClientConfig]:
+        await asyncio.Event().wait()
+        yield kopf.WebhookClientConfig()  # never reached
+
+
+@kopf.on.startup()
+async def configure_admission(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config = Settings()
+    if not config.webhook_enabled:
+        settings.admission.server = _Off()
+        return
+    tls = await serving.start(config)
+    memo.webhook_tls = tls
+    settings.admission.server = kopf.WebhookServer(
+        addr=config.webhook_addr,
+        port=config.webhook_port,
+        host=config.webhook_host,
+        certfile=str(tls.certfile),
+        pkeyfile=str(tls.keyfile),
+        cafile=str(tls.cafile) if tls.cafile else None,
+        file_check_interval=FILE_CHECK_SECONDS,
+    )
+    settings.admission.managed = config.webhook_managed
+
+
+@kopf.on.cleanup()
+async def stop_admission(memo: kopf.Memo, **_: Any) -> None:
+    tls = getattr(memo, "webhook_tls", None)
+    if isinstance(tls, serving.WebhookTLS):
+        await tls.stop()
+
+
+@kopf.on.validate(
+    GROUP, VERSION, PLURAL, id=WEBHOOK_ID, operations=["CREATE", "UPDATE"], ignore_failures=True
+)
+def validate_cronconfig(body: kopf.Body, warnings: list[str], **kwargs: Any) -> None:
+    old = kwargs.get("old")
+    verdict = review.review(
+        operation=kwargs.get("operation"),
+        new=dict(body),
+        old=dict(old) if old is not None else None,
+        known_handlers=review.registered_handlers(),
+    )
+    warnings.extend(verdict.warnings)
+    if not verdict.allowed:
+        raise kopf.AdmissionError(verdict.message, code=422)
