@@ -137,7 +137,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from sundial.jobs import registry
 
     known: list[str] | None = None
-    modules = Settings().handlers
+    try:
+        modules = Settings().handlers
+    except ValueError as err:  # a malformed SUNDIAL_* variable must not stop an offline check
+        print(f"warning: ignoring the SUNDIAL_ environment: {err}", file=sys.stderr)
+        modules = []
     if modules:
         try:
             registry.load(modules)

@@ -136,8 +136,9 @@ def _validate(
             path = line.split(": ", 1)[0]
             if not report.reported(path):
                 report.problems.append(line)
-        # Check the schedule anyway, so one `kubectl apply` lists every problem at once.
+        # Check the schedule and handlers anyway, so one `kubectl apply` lists every problem at once.
         _parse_raw_schedule(raw, _creation(obj), report)
+        _check_raw_handlers(raw, known_handlers, report)
         return report.invalid()
 
     schedule = _schedule_of(spec, _creation(obj), now, report)
@@ -168,7 +169,8 @@ def _check_shape(raw: Mapping[str, Any], report: _Report) -> bool:
             report.problem("spec", f"too large: more than {MAX_VALUES} values")
             return False
         if len(loc) > MAX_DEPTH:
-            report.problem(format_location(loc[:3]), f"nested deeper than {MAX_DEPTH} levels")
+            field_loc = loc[:3] if loc[0] == "job" else loc[:1]  # the field, not the deep path
+            report.problem(format_location(field_loc), f"nested deeper than {MAX_DEPTH} levels")
             return False
         if isinstance(value, Mapping):
             stack.extend((child, (*loc, str(key))) for key, child in value.items())
@@ -334,6 +336,34 @@ def _handler_refs(job: spec_models.JobSpec) -> Iterator[tuple[str, str]]:
             yield "spec.job.fanout.each.handler.name", job.fanout.each.handler.name
 
 
+_HANDLER_PATHS = (
+    ("job", "handler"),
+    ("job", "fanout", "source", "handler"),
+    ("job", "fanout", "each", "handler"),
+)
+
+
+def _check_handler_name(path: str, name: str, known_handlers: Collection[str], report: _Report) -> None:
+    if name not in known_handlers and not report.reported(path):
+        known = ", ".join(sorted(known_handlers)) or "none registered"
+        report.problem(path, f"no handler named {name!r} is registered (known: {known})")
+
+
+def _check_raw_handlers(
+    raw: Mapping[str, Any], known_handlers: Collection[str] | None, report: _Report
+) -> None:
+    """Handler names of a spec the model refused (for the other problems)."""
+    if known_handlers is None:
+        return
+    for loc in _HANDLER_PATHS:
+        node: object = raw
+        for key in loc:
+            node = node.get(key) if isinstance(node, Mapping) else None
+        name = node.get("name") if isinstance(node, Mapping) else None
+        if isinstance(name, str) and name:
+            _check_handler_name(format_location((*loc, "name")), name, known_handlers, report)
+
+
 def _check_job(
     spec: spec_models.CronConfigSpec, known_handlers: Collection[str] | None, report: _Report
 ) -> None:
@@ -346,9 +376,7 @@ def _check_job(
         )
     if known_handlers is not None:
         for path, name in _handler_refs(spec.job):
-            if name not in known_handlers:
-                known = ", ".join(sorted(known_handlers)) or "none registered"
-                report.problem(path, f"no handler named {name!r} is registered (known: {known})")
+            _check_handler_name(path, name, known_handlers, report)
     if spec.job.http is not None:
         host = urlsplit(spec.job.http.url).hostname or ""
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import datetime as dt
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,9 +49,14 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
         yield server.set(database=name).render_as_string(hide_password=False)
         with admin.connect() as conn:
-            left = conn.execute(
-                sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :name"), {"name": name}
-            ).scalar_one()
+            # A closed connection's backend exits asynchronously: allow it a moment to go.
+            for _ in range(40):
+                left = conn.execute(
+                    sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :name"), {"name": name}
+                ).scalar_one()
+                if left == 0:
+                    break
+                time.sleep(0.05)
             conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
         assert left == 0, f"{left} connection(s) to the test database leaked"
     finally:

@@ -19,7 +19,16 @@ SUNDIAL = Path(sys.executable).parent / "sundial"
 
 
 class OperatorProcess:
-    def __init__(self, *, kubeconfig: str, env: dict[str, str], replica: str, log_dir: Path) -> None:
+    def __init__(
+        self,
+        *,
+        kubeconfig: str,
+        env: dict[str, str],
+        replica: str,
+        log_dir: Path,
+        command: list[str] | None = None,
+    ) -> None:
+        self.command = command or [str(SUNDIAL), "run"]
         self.port = free_port()
         self.replica = replica
         self.log_path = log_dir / f"operator-{replica}-{self.port}.log"

@@ -80,6 +80,11 @@ class Runtime:
         self._session: aiohttp.ClientSession | None = None
         self._stopping = False
         self._verify: list[tuple[float, SlotWork]] = []
+        self._releases: list[tuple[str, str]] = []
+        self._lease_wakeup = asyncio.Event()
+        self._born = utcnow()
+        self._with_active: dict[str, Tracked] = {}
+        """CronConfigs with attempts running here: the lease loop walks these, not all 10,000."""
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -90,6 +95,7 @@ class Runtime:
             ("status", self.status.run()),
             ("intake", self._intake_loop()),
             ("reaper", self._reaper_loop()),
+            ("leases", self._lease_loop()),
         ):
             self._services.append(asyncio.create_task(coro, name=f"sundial-{name}"))
 
@@ -117,6 +123,8 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.history.close()
+        with contextlib.suppress(Exception):
+            await self.leases.release_many([*self._releases, (keys.replica(self.replica), self.token)])
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.status.drain(force=True), timeout=10)
         for task in self._services:
@@ -247,15 +255,21 @@ class Runtime:
                     self._spawn(self._manual(tracked, tracked.run_now), name="sundial-manual")
             if skipped:
                 await self._record_skips(skipped)
-            parallel = [w for w in catchup if w.tracked.spec and w.tracked.spec.concurrency_policy == "Allow"]
-            if parallel:
-                self._spawn(self._start(parallel), name="sundial-catchup")
-            serial: dict[str, list[SlotWork]] = {}
+            by_config: dict[str, list[SlotWork]] = {}
             for w in catchup:
-                if w not in parallel:
-                    serial.setdefault(w.tracked.uid, []).append(w)
-            for works in serial.values():
-                self._spawn(self._catch_up_in_order(works), name="sundial-catchup")
+                by_config.setdefault(w.tracked.uid, []).append(w)
+            # One slot each (Skip/RunOnce, or Allow): one batch. Several under Forbid/Replace: in order.
+            together = [
+                w
+                for works in by_config.values()
+                for w in works
+                if len(works) == 1 or (w.tracked.spec and w.tracked.spec.concurrency_policy == "Allow")
+            ]
+            if together:
+                self._spawn(self._start(together), name="sundial-catchup")
+            for works in by_config.values():
+                if len(works) > 1 and works[0] not in together:
+                    self._spawn(self._catch_up_in_order(works), name="sundial-catchup")
 
     async def _catch_up_in_order(self, works: list[SlotWork]) -> None:
         """RunAll under Forbid/Replace: missed slots run one after another, oldest first."""
@@ -472,7 +486,7 @@ class Runtime:
         for w, run in claims:
             if run.id not in inserted:
                 metrics.LEASE_CONFLICTS.labels("row").inc()
-                await self._release_running(w.tracked, run)
+                self._release_running(w.tracked, run)
                 continue
             if run.status == RunStatus.SUCCEEDED:  # dry run: recorded, nothing executed
                 metrics.RUNS.labels(RunStatus.SUCCEEDED, w.trigger).inc()
@@ -534,10 +548,10 @@ class Runtime:
     def _running_token(self, w: SlotWork) -> str:
         return f"{self.token}|{w.tracked.uid}:{int(w.slot.timestamp() * 1000)}:{w.attempt}"
 
-    async def _release_running(self, tracked: Tracked, run: NewRun) -> None:
+    def _release_running(self, tracked: Tracked, run: NewRun) -> None:
         if tracked.spec is not None and tracked.spec.concurrency_policy != ConcurrencyPolicy.ALLOW:
             w = SlotWork(tracked, run.scheduled_for, run.attempt, run.trigger)
-            await self.leases.release(keys.running(tracked.uid), self._running_token(w))
+            self._release_soon((keys.running(tracked.uid), self._running_token(w)))
 
     async def _manual(self, tracked: Tracked, value: str) -> None:
         """One run per distinct ``sundial.io/run-now`` value, fenced by the database across restarts."""
@@ -557,15 +571,21 @@ class Runtime:
             trigger=w.trigger,
             started=run.started_at or utcnow(),
         )
+        spec = w.tracked.spec
+        if (
+            spec is not None
+            and spec.concurrency_policy != ConcurrencyPolicy.ALLOW
+            and w.trigger != Trigger.MANUAL
+        ):
+            attempt.running_lease = (keys.running(w.tracked.uid), self._running_token(w))
+            attempt.cancel_marker = keys.cancel(self._running_token(w).rsplit("|", 1)[-1])
         w.tracked.active[attempt.run_id] = attempt
+        self._with_active[w.tracked.uid] = w.tracked
         attempt.task = self._spawn(self._execute(w, run, attempt), name=f"sundial-run-{run.id}")
 
     async def _execute(self, w: SlotWork, run: NewRun, attempt: Attempt) -> None:
         tracked, spec = w.tracked, w.tracked.spec
         assert spec is not None
-        run_key = keys.run(attempt.run_id)
-        ttl = self.settings.lease_ttl_seconds
-        await self.leases.acquire(run_key, self.token, ttl)
         metrics.ACTIVE.inc()
         started = utcnow()
         planned = w.slot + timedelta(seconds=jitter_offset(tracked.uid, w.slot, spec.jitter_seconds))
@@ -588,7 +608,6 @@ class Runtime:
             capture=capture,
             read_secret=lambda name, key: self.kube.read_secret(tracked.namespace, name, key),
         )
-        renewer = asyncio.create_task(self._keep_leases(w, attempt, asyncio.current_task()))
         status, reason, result, error = RunStatus.SUCCEEDED, None, None, None
         try:
             async with asyncio.timeout(spec.timeout_seconds):
@@ -609,10 +628,6 @@ class Runtime:
             status, reason, error, result = RunStatus.FAILED, "JobFailed", str(err), err.result
         except Exception as err:
             status, reason, error = RunStatus.FAILED, type(err).__name__, f"{type(err).__name__}: {err}"
-        finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
         finished = utcnow()
         secrets = ctx.secrets_seen
         self.history.finish(
@@ -631,9 +646,11 @@ class Runtime:
         metrics.RUNS.labels(str(status), w.trigger).inc()
         metrics.ACTIVE.dec()
         tracked.active.pop(attempt.run_id, None)
-        await self.leases.release(run_key, self.token)
-        await self._release_running(tracked, run)
-        log_fn = log.info if status == RunStatus.SUCCEEDED else log.warning
+        if not tracked.active:
+            self._with_active.pop(tracked.uid, None)
+        if attempt.running_lease is not None:
+            self._release_soon(attempt.running_lease)
+        log_fn = log.debug if status == RunStatus.SUCCEEDED else log.warning
         log_fn(
             "[%s] run=%s slot=%s attempt=%d %s%s",
             tracked.key,
@@ -699,22 +716,49 @@ class Runtime:
 
         self._spawn(later(), name=f"sundial-retry-{tracked.key}")
 
-    async def _keep_leases(self, w: SlotWork, attempt: Attempt, task: asyncio.Task[Any] | None) -> None:
-        """Renew the run lease (and the Forbid/Replace lease); honour cross-replica cancellation."""
+    # ------------------------------------------------------------------ leases
+    def _release_soon(self, item: tuple[str, str]) -> None:
+        self._releases.append(item)
+        if len(self._releases) >= 256:
+            self._lease_wakeup.set()
+
+    async def _lease_loop(self) -> None:
+        """One loop for every lease this replica holds: heartbeat, batched releases, renewals of
+        long attempts, cross-replica cancellation. A few round trips per tick, whatever the load."""
         ttl = self.settings.lease_ttl_seconds
         period = min(ttl / 3, 1.0)
-        policy = w.tracked.spec.concurrency_policy if w.tracked.spec else ConcurrencyPolicy.ALLOW
+        last_renew = 0.0
         while True:
-            await asyncio.sleep(period)
-            await self.leases.renew(keys.run(attempt.run_id), self.token, ttl)
-            if policy != ConcurrencyPolicy.ALLOW:
-                await self.leases.renew(keys.running(w.tracked.uid), self._running_token(w), ttl)
-            if policy == ConcurrencyPolicy.REPLACE and self.redis_shared:
-                marker = f"{w.tracked.uid}:{int(w.slot.timestamp() * 1000)}:{w.attempt}"
-                if await self.leases.holder(keys.cancel(marker)) and task is not None:
-                    attempt.cancel_reason = "Replaced"
-                    task.cancel()
-                    return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lease_wakeup.wait(), timeout=0.1)
+            self._lease_wakeup.clear()
+            try:
+                releases, self._releases = self._releases, []
+                await self.leases.release_many(releases)
+                now = time.monotonic()
+                if now - last_renew < period:
+                    continue
+                last_renew = now
+                await self.leases.put(keys.replica(self.replica), self.token, ttl)
+                cutoff = utcnow() - timedelta(seconds=period)
+                held = [
+                    a
+                    for t in self._with_active.values()
+                    for a in t.active.values()
+                    if a.running_lease is not None and a.started < cutoff
+                ]
+                if not held:
+                    continue
+                await self.leases.renew_many([a.running_lease for a in held if a.running_lease], ttl)
+                markers = [a for a in held if a.cancel_marker]
+                flags = await self.leases.holders([a.cancel_marker for a in markers if a.cancel_marker])
+                for a, flag in zip(markers, flags, strict=True):
+                    if flag and a.task is not None and not a.task.done():
+                        a.cancel_reason = "Replaced"
+                        a.task.cancel()
+            except Exception:
+                log.exception("lease maintenance failed; retrying")
+                await asyncio.sleep(period)
 
     # ------------------------------------------------------------------ takeover
     async def _reaper_loop(self) -> None:
@@ -749,15 +793,27 @@ class Runtime:
             await self._start(orphaned)
 
     async def _reap_orphans(self) -> None:
+        """Running rows whose replica's heartbeat is gone (or an earlier incarnation of this one)."""
         ttl = self.settings.lease_ttl_seconds
         unfinished = await self.history.call(self.history.store.unfinished)
-        local = {a for t in self.tracked.values() for a in t.active}
+        if not unfinished:
+            return
+        local = {a for t in self._with_active.values() for a in t.active}
         cutoff = utcnow() - timedelta(seconds=ttl * 1.5)
-        for rec in unfinished:
+        candidates = [
+            rec
+            for rec in unfinished
+            if str(rec.id) not in local and not (rec.started_at and rec.started_at > cutoff)
+        ]
+        names = sorted({rec.replica or "" for rec in candidates})
+        alive = dict(zip(names, await self.leases.holders([keys.replica(n) for n in names]), strict=True))
+        for rec in candidates:
             rid = str(rec.id)
-            if rid in local or (rec.started_at and rec.started_at > cutoff):
-                continue
-            if await self.leases.holder(keys.run(rid)) is not None:
+            holder = alive.get(rec.replica or "")
+            ours_before = (
+                rec.replica == self.replica and rec.started_at is not None and rec.started_at < self._born
+            )
+            if holder is not None and not ours_before:
                 continue
             if not await self.leases.acquire(keys.reap(rid), self.token, ttl * 6):
                 continue
@@ -772,7 +828,8 @@ class Runtime:
                     if rec.started_at
                     else None,
                     result=None,
-                    error=f"replica {rec.replica} stopped renewing its lease; taken over by {self.replica}",
+                    error=f"replica {rec.replica} stopped before the attempt finished; "
+                    f"taken over by {self.replica}",
                     logs=None,
                 )
             )

@@ -23,6 +23,10 @@ class Attempt:
     started: datetime
     task: asyncio.Task[None] | None = None
     cancel_reason: str | None = None
+    running_lease: tuple[str, str] | None = None
+    """(key, token) of the Forbid/Replace lease this attempt holds, renewed by the lease loop."""
+    cancel_marker: str | None = None
+    """Key another replica sets to cancel this attempt (Replace)."""
 
 
 @dataclass(eq=False)

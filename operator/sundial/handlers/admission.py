@@ -7,6 +7,7 @@ handler id is the URL path: the API server calls ``https://<host>:<port>/validat
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +19,14 @@ from sundial.webhook import WEBHOOK_ID, review, serving
 
 FILE_CHECK_SECONDS = 30.0
 """How often the server looks for renewed certificate files."""
+log = logging.getLogger("sundial.webhook")
+
+
+class _QuietRejections(logging.Filter):
+    """A rejected manifest is the user's error, not the operator's: kopf logs it at ERROR, we at INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(f"Webhook {WEBHOOK_ID!r} failed permanently")
 
 
 class _Off:
@@ -37,6 +46,7 @@ async def configure_admission(settings: kopf.OperatorSettings, memo: kopf.Memo, 
     if not config.webhook_enabled:
         settings.admission.server = _Off()
         return
+    logging.getLogger("kopf.objects").addFilter(_QuietRejections())
     tls = await serving.start(config)
     memo.webhook_tls = tls
     settings.admission.server = kopf.WebhookServer(
@@ -71,4 +81,13 @@ def validate_cronconfig(body: kopf.Body, warnings: list[str], **kwargs: Any) -> 
     )
     warnings.extend(verdict.warnings)
     if not verdict.allowed:
+        meta = body.get("metadata") or {}
+        name = meta.get("name") or meta.get("generateName") or "?"
+        log.info(
+            "rejected %s of CronConfig %s/%s: %s",
+            kwargs.get("operation"),
+            meta.get("namespace"),
+            name,
+            verdict.message,
+        )
         raise kopf.AdmissionError(verdict.message, code=422)

@@ -15,6 +15,15 @@ class Leases(Protocol):
     async def acquire_many(self, items: Sequence[tuple[str, str]], ttl: float) -> list[bool]:
         """Try many (key, token) leases in one round trip (a whole due batch of slots)."""
 
+    async def renew_many(self, items: Sequence[tuple[str, str]], ttl: float) -> list[bool]:
+        """Renew many (key, token) leases in one round trip."""
+
+    async def release_many(self, items: Sequence[tuple[str, str]]) -> None:
+        """Release many (key, token) leases in one round trip."""
+
+    async def holders(self, keys: Sequence[str]) -> list[str | None]:
+        """Current owners of many keys in one round trip."""
+
     async def renew(self, key: str, token: str, ttl: float) -> bool:
         """Extend the lease; False if it was lost (expired or taken)."""
 
@@ -26,5 +35,8 @@ class Leases(Protocol):
 
     async def set_flag(self, key: str, ttl: float) -> None:
         """Set a short-lived marker (cancellation requests)."""
+
+    async def put(self, key: str, token: str, ttl: float) -> None:
+        """Set unconditionally (a replica's own heartbeat)."""
 
     async def close(self) -> None: ...

@@ -17,14 +17,14 @@ def running(uid: str) -> str:
     return f"{PREFIX}:running:{uid}"
 
 
-def run(run_id: str) -> str:
-    """Held by the replica executing a run; its absence means the owner died."""
-    return f"{PREFIX}:run:{run_id}"
+def replica(name: str) -> str:
+    """A replica's heartbeat; its absence means the replica's running attempts are orphaned."""
+    return f"{PREFIX}:replica:{name}"
 
 
-def cancel(run_id: str) -> str:
+def cancel(attempt: str) -> str:
     """Set by a replica that wants another replica's attempt cancelled (``Replace``)."""
-    return f"{PREFIX}:cancel:{run_id}"
+    return f"{PREFIX}:cancel:{attempt}"
 
 
 def reap(run_id: str) -> str:

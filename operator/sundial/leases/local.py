@@ -30,6 +30,19 @@ class LocalLeases:
     async def acquire_many(self, items: Sequence[tuple[str, str]], ttl: float) -> list[bool]:
         return [await self.acquire(key, token, ttl) for key, token in items]
 
+    async def renew_many(self, items: Sequence[tuple[str, str]], ttl: float) -> list[bool]:
+        return [await self.renew(key, token, ttl) for key, token in items]
+
+    async def release_many(self, items: Sequence[tuple[str, str]]) -> None:
+        for key, token in items:
+            await self.release(key, token)
+
+    async def holders(self, keys: Sequence[str]) -> list[str | None]:
+        return [await self.holder(key) for key in keys]
+
+    async def put(self, key: str, token: str, ttl: float) -> None:
+        self._held[key] = (token, time.monotonic() + ttl)
+
     async def renew(self, key: str, token: str, ttl: float) -> bool:
         entry = self._live(key)
         if entry is None or entry[0] != token:

@@ -25,7 +25,11 @@ class RedisLeases:
     """The multi-replica backend; a lost Redis never yields duplicates because the database fences."""
 
     def __init__(self, url: str) -> None:
-        self._redis = aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        # A blocking pool: a burst of callers waits for a connection instead of failing.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, decode_responses=True, health_check_interval=30, max_connections=32, timeout=30
+        )
+        self._redis = aioredis.Redis(connection_pool=pool)
         self._renew = self._redis.register_script(_RENEW)
         self._release = self._redis.register_script(_RELEASE)
 
@@ -40,6 +44,32 @@ class RedisLeases:
                 pipe.set(key, token, nx=True, px=max(1, int(ttl * 1000)))
             results = await pipe.execute()
         return [bool(r) for r in results]
+
+    async def renew_many(self, items: Sequence[tuple[str, str]], ttl: float) -> list[bool]:
+        if not items:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key, token in items:
+                await self._renew(keys=[key], args=[token, max(1, int(ttl * 1000))], client=pipe)
+            results = await pipe.execute()
+        return [bool(r) for r in results]
+
+    async def release_many(self, items: Sequence[tuple[str, str]]) -> None:
+        if not items:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key, token in items:
+                await self._release(keys=[key], args=[token], client=pipe)
+            await pipe.execute()
+
+    async def holders(self, keys: Sequence[str]) -> list[str | None]:
+        if not keys:
+            return []
+        values = await self._redis.mget(list(keys))
+        return [None if v is None else str(v) for v in values]
+
+    async def put(self, key: str, token: str, ttl: float) -> None:
+        await self._redis.set(key, token, px=max(1, int(ttl * 1000)))
 
     async def renew(self, key: str, token: str, ttl: float) -> bool:
         return bool(await self._renew(keys=[key], args=[token, max(1, int(ttl * 1000))]))

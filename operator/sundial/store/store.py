@@ -125,11 +125,13 @@ class RunStore:
         if not runs:
             return set()
         rows = [_new_row(run) for run in sorted(runs, key=_slot)]
+        # executemany + RETURNING: SQLAlchemy batches it into multi-row INSERTs ("insertmanyvalues")
+        # from ONE cached compiled statement; building .values(rows) would recompile per batch.
+        stmt = self._insert(cron_runs).on_conflict_do_nothing().returning(cron_runs.c.id)
         claimed: set[uuid.UUID] = set()
         with self._engine.begin() as conn:
             for chunk in _chunks(rows):
-                stmt = self._insert(cron_runs).values(chunk).on_conflict_do_nothing()
-                claimed.update(conn.execute(stmt.returning(cron_runs.c.id)).scalars())
+                claimed.update(conn.execute(stmt, chunk).scalars())
         return claimed
 
     def claim_manual(

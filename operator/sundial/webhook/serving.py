@@ -98,7 +98,7 @@ async def start(settings: Settings, *, api_client: Any = None) -> WebhookTLS:
     else:
         directory = Path(tempfile.mkdtemp(prefix="sundial-webhook-"))
         files = keeper.CertificateFiles(directory)
-        hostnames = [settings.webhook_host, "localhost", "127.0.0.1"]
+        hostnames = list(dict.fromkeys([settings.webhook_host, "localhost", "127.0.0.1"]))
         source: keeper.Source
         if settings.webhook_cert_secret:
             from sundial.webhook import secret
