@@ -3,8 +3,10 @@
 The chart is installed into the local control plane; a token of its ServiceAccount (`kubectl create
 token`) goes into a kubeconfig of its own. With that identity `kubectl auth can-i` answers for every
 verb the operator needs and for ones it must not have, and the real operator process (`sundial
-run`) runs CronConfigs: a handler job and an HTTP job whose header comes from a Secret. Cluster-wide
-(the default) and namespaced (`watchNamespaces`: Roles only) modes.
+run`) runs CronConfigs: a handler job and an HTTP job whose header comes from a Secret, with the
+admission webhook in its self-signed mode (the operator fills the chart's certificate Secret and
+injects its CA into the chart's ValidatingWebhookConfiguration). Cluster-wide (the default) and
+namespaced (`watchNamespaces`: Roles only) modes.
 """
 
 from __future__ import annotations

@@ -21,7 +21,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 600
     settings.watching.client_timeout = 660
     settings.batching.worker_limit = 200
-    memo.app = await app.start(Settings())
+    config = Settings()
+    # Namespaced mode runs on Roles only: no cluster-wide scans of namespaces and CRDs.
+    settings.scanning.disabled = bool(config.namespaces)
+    memo.app = await app.start(config)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
