@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 .PHONY: test demo deps system-deps venv binaries lint typecheck pytest cluster-up cluster-down \
         bench-quick manifests clean
 
-test: deps lint typecheck pytest  ## everything CI runs
+test: lint typecheck deps pytest  ## everything CI runs (cheap checks first)
 
 deps: system-deps venv binaries
 

@@ -161,7 +161,8 @@ def main() -> int:
             )
     expected = args.configs * args.seconds
     print(
-        f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, python {platform.python_version()}"
+        f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, "
+        f"python {platform.python_version()}"
     )
     print(f"date: {datetime.now(UTC).isoformat(timespec='seconds')}")
     print(
@@ -177,11 +178,13 @@ def main() -> int:
         for second in sorted(per_second):
             values = per_second[second]
             print(
-                f"  {second.time()} n={len(values)} p50={statistics.median(values):.0f}ms max={max(values):.0f}ms"
+                f"  {second.time()} n={len(values)} "
+                f"p50={statistics.median(values):.0f}ms max={max(values):.0f}ms"
             )
     print(f"runs recorded/s: {len(rows) / args.seconds:.1f}")
     print(
-        f"operator: peak RSS {rss:.0f} MiB, CPU {cpu:.1f}s over {elapsed:.0f}s ({100 * cpu / elapsed:.0f}% of a core)"
+        f"operator: peak RSS {rss:.0f} MiB, CPU {cpu:.1f}s over {elapsed:.0f}s "
+        f"({100 * cpu / elapsed:.0f}% of a core)"
     )
     print(f"status patches/s: {patches / elapsed:.1f}")
     return 0

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     http_host: str = "0.0.0.0"
     allow_link_local: bool = False
     """Let HTTP jobs call 169.254.0.0/16 (cloud metadata endpoints); off unless explicitly allowed."""
+    lookahead_seconds: float = 1.5
+    """How early slots are leased and claimed, so the fire instant itself does no I/O. Slots land on
+    whole seconds; claiming at half seconds keeps the claim work away from the fire instants."""
     history_flush_seconds: float = 0.2
     """How long finished-run updates may wait to be written in one batch."""
     default_starting_deadline_seconds: int = 60

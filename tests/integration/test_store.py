@@ -212,6 +212,19 @@ def test_existing_slots(store: RunStore) -> None:
     assert store.existing_slots([]) == set()
 
 
+def test_claims_given_back_free_the_slot_but_started_runs_stay(store: RunStore) -> None:
+    ahead, started = new_run(T0), new_run(T0 + minutes(1))
+    store.claim([ahead, started])
+    assert store.mark_started([(started.id, T0 + minutes(1))]) == 1
+    assert store.release_claims([ahead.id, started.id]) == 1
+    assert store.get_run(ahead.id) is None
+    running = store.get_run(started.id)
+    assert running is not None and running.status == "Running"
+    assert store.last_slots(["uid-1"]) == {"uid-1": T0 + minutes(1)}
+    again = new_run(T0)
+    assert store.claim([again]) == {again.id}, "a given-back slot can be claimed again"
+
+
 # --- manual triggers ---------------------------------------------------------------------------------
 
 

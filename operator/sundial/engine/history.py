@@ -28,6 +28,9 @@ class History:
         self.store = store
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sundial-history")
         self._pending: list[RunUpdate] = []
+        self._started: list[tuple[UUID, datetime]] = []
+        self._configs: list[tuple[str, str, str, datetime]] = []
+        self._versions: list[tuple[str, int, dict[str, Any]]] = []
         self._flush_seconds = flush_seconds
         self._max_batch = max_batch
         self._wakeup = asyncio.Event()
@@ -53,6 +56,16 @@ class History:
         result: dict[str, datetime] = await self.call(self.store.last_slots, list(uids))
         return result
 
+    def config_seen(self, uid: str, namespace: str, name: str, created: datetime) -> None:
+        self._configs.append((uid, namespace, name, created))
+
+    def version_seen(self, uid: str, generation: int, spec: dict[str, Any]) -> None:
+        self._versions.append((uid, generation, spec))
+
+    def started(self, run_id: UUID, at: datetime) -> None:
+        """Queue Pending -> Running; written with the next batch."""
+        self._started.append((run_id, at))
+
     def finish(self, update: RunUpdate) -> None:
         """Queue a finished run; written within ``flush_seconds``."""
         self._pending.append(update)
@@ -60,6 +73,25 @@ class History:
             self._wakeup.set()
 
     async def flush(self) -> None:
+        if self._configs or self._versions:
+            configs, self._configs = self._configs, []
+            versions, self._versions = self._versions, []
+            try:
+                await self.call(self.store.record_configs, configs, versions)
+            except Exception:
+                log.exception(
+                    "recording %d CronConfigs / %d spec versions failed", len(configs), len(versions)
+                )
+                self._configs[:0], self._versions[:0] = configs, versions
+        while self._started:
+            batch_started, self._started = (
+                self._started[: self._max_batch * 2],
+                self._started[self._max_batch * 2 :],
+            )
+            try:
+                await self.call(self.store.mark_started, batch_started)
+            except Exception:
+                log.exception("marking %d runs as started failed", len(batch_started))
         while self._pending:
             batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
             try:

@@ -84,6 +84,9 @@ class Runtime:
         self._lease_wakeup = asyncio.Event()
         self._born = utcnow()
         self._with_active: dict[str, Tracked] = {}
+        self._claimed: dict[uuid.UUID, tuple[SlotWork, NewRun]] = {}
+        """Slots leased and recorded (Pending) ahead of their fire time, not fired yet."""
+        self._fire_timers: set[asyncio.TimerHandle] = set()
         """CronConfigs with attempts running here: the lease loop walks these, not all 10,000."""
 
     # ------------------------------------------------------------------ lifecycle
@@ -104,6 +107,7 @@ class Runtime:
         self._stopping = True
         for task in self._services[:1]:  # the scheduler first: nothing new fires
             task.cancel()
+        await self._unclaim_unfired()
         running = [a.task for t in self.tracked.values() for a in t.active.values() if a.task]
         if running:
             log.info(
@@ -133,6 +137,7 @@ class Runtime:
         if self._session is not None:
             await self._session.close()
         await self.leases.close()
+        await self.kube.close()
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
@@ -163,12 +168,7 @@ class Runtime:
                 created=_parse_time(meta.get("creationTimestamp")) or utcnow(),
             )
             self.tracked[uid] = tracked
-            self._spawn(
-                self.history.call(
-                    self.history.store.upsert_config, uid, tracked.namespace, tracked.name, tracked.created
-                ),
-                name="sundial-upsert-config",
-            )
+            self.history.config_seen(uid, tracked.namespace, tracked.name, tracked.created)
         if generation != tracked.generation:
             tracked.generation = generation
             self._apply_spec(tracked, body)
@@ -182,11 +182,9 @@ class Runtime:
 
     def _apply_spec(self, tracked: Tracked, body: dict[str, Any]) -> None:
         result = validation.validate_object(body, known_handlers=set(registry.names()))
-        spec_json = body.get("spec") if isinstance(body.get("spec"), dict) else {}
-        self._spawn(
-            self.history.call(self.history.store.record_version, tracked.uid, tracked.generation, spec_json),
-            name="sundial-record-version",
-        )
+        raw_spec = body.get("spec")
+        spec_json: dict[str, Any] = raw_spec if isinstance(raw_spec, dict) else {}
+        self.history.version_seen(tracked.uid, tracked.generation, spec_json)
         if isinstance(result, validation.Invalid):
             message = "; ".join(result.problems)
             first_time = tracked.invalid != message
@@ -331,7 +329,8 @@ class Runtime:
             if nxt is not None:
                 tracked.next_slot = nxt
                 fire = nxt + timedelta(seconds=jitter_offset(tracked.uid, nxt, spec.jitter_seconds))
-                self.scheduler.schedule(tracked.uid, fire)
+                # wake up early enough to lease and claim the slot before it is due
+                self.scheduler.schedule(tracked.uid, fire.timestamp() - self.settings.lookahead_seconds)
             elif spec.run_at is not None:
                 tracked.completed = True
         if publish:
@@ -411,17 +410,26 @@ class Runtime:
                         finished=utcnow(),
                     )
 
+    def _fire_time(self, w: SlotWork) -> datetime:
+        spec = w.tracked.spec
+        if w.trigger == Trigger.RETRY or spec is None:
+            return w.slot
+        return w.slot + timedelta(seconds=jitter_offset(w.tracked.uid, w.slot, spec.jitter_seconds))
+
     async def _start(self, work: list[SlotWork]) -> None:
-        """Lease, fence and launch a batch of due attempts."""
+        """Lease and fence a batch of attempts (ahead of their fire time), then fire each on time.
+
+        The Redis leases and the database row are taken up to ``lookahead_seconds`` early, so at
+        the fire instant only in-memory work remains: that is what makes firing sub-second precise.
+        """
         now = utcnow()
+        t_start = now
         live: list[SlotWork] = []
         skipped: list[NewRun] = []
         for w in work:
             spec = w.tracked.spec
             deadline = spec.starting_deadline_seconds if spec else None
-            lateness = (now - w.slot).total_seconds() - jitter_offset(
-                w.tracked.uid, w.slot, spec.jitter_seconds if spec else 0
-            )
+            lateness = (now - self._fire_time(w)).total_seconds()
             if deadline is not None and w.trigger != Trigger.RETRY and lateness > deadline:
                 skipped.append(
                     self._new_run(
@@ -434,44 +442,23 @@ class Runtime:
                         finished=True,
                     )
                 )
-            else:
+            elif spec is not None:
                 live.append(w)
         won = await self.leases.acquire_many(
             [(keys.slot(w.tracked.uid, w.slot, w.attempt), self.token) for w in live],
-            self.settings.lease_ttl_seconds,
+            self.settings.lease_ttl_seconds + self.settings.lookahead_seconds,
         )
         claims: list[tuple[SlotWork, NewRun]] = []
-        winners: list[SlotWork] = []
         for w, ok in zip(live, won, strict=True):
             if not ok:
                 metrics.LEASE_CONFLICTS.labels("slot").inc()
-                self._verify.append((time.monotonic() + self.settings.lease_ttl_seconds * 1.5, w))
-            elif w.tracked.spec is not None:
-                winners.append(w)
-        for w, blocked in zip(winners, await self._concurrency_gate(winners), strict=True):
-            spec = w.tracked.spec
-            assert spec is not None
-            if spec.dry_run:
-                run = self._new_run(
-                    w.tracked,
-                    w.slot,
-                    w.attempt,
-                    w.trigger,
-                    RunStatus.SUCCEEDED,
-                    started=utcnow(),
-                    finished=True,
+                check_at = (
+                    max(0.0, (self._fire_time(w) - now).total_seconds())
+                    + self.settings.lease_ttl_seconds * 1.5
                 )
-            elif blocked:
-                run = self._new_run(
-                    w.tracked, w.slot, w.attempt, w.trigger, RunStatus.SKIPPED, reason=blocked, finished=True
-                )
-                skipped.append(run)
+                self._verify.append((time.monotonic() + check_at, w))
                 continue
-            else:
-                run = self._new_run(
-                    w.tracked, w.slot, w.attempt, w.trigger, RunStatus.RUNNING, started=utcnow()
-                )
-            claims.append((w, run))
+            claims.append((w, self._new_run(w.tracked, w.slot, w.attempt, w.trigger, RunStatus.PENDING)))
         if skipped:
             await self._record_skips(skipped)
         if not claims:
@@ -483,26 +470,125 @@ class Runtime:
             inserted = set()
             for w, _ in claims:
                 self._verify.append((time.monotonic() + self.settings.lease_ttl_seconds, w))
+        log.debug("claim n=%d took=%.1fms", len(claims), (utcnow() - t_start).total_seconds() * 1000)
+        by_time: dict[datetime, list[tuple[SlotWork, NewRun]]] = {}
         for w, run in claims:
             if run.id not in inserted:
                 metrics.LEASE_CONFLICTS.labels("row").inc()
-                self._release_running(w.tracked, run)
                 continue
-            if run.status == RunStatus.SUCCEEDED:  # dry run: recorded, nothing executed
-                metrics.RUNS.labels(RunStatus.SUCCEEDED, w.trigger).inc()
-                self._status_finished(
-                    w.tracked,
-                    run.id,
-                    w.slot,
-                    w.attempt,
-                    w.trigger,
-                    RunStatus.SUCCEEDED,
-                    "DryRun",
-                    started=run.started_at,
-                    finished=run.finished_at,
-                )
-                continue
-            self._launch(w, run)
+            by_time.setdefault(self._fire_time(w), []).append((w, run))
+        for batch in by_time.values():
+            for w, run in batch:
+                self._claimed[run.id] = (w, run)
+        if self._stopping:  # shutdown began while claiming: give the slots back
+            await self._unclaim_unfired()
+            return
+        loop = asyncio.get_running_loop()
+        for at, batch in by_time.items():
+            delay = (at - utcnow()).total_seconds()
+            if delay <= 0:
+                self._spawn(self._fire(batch), name="sundial-fire")
+            else:
+                # a handful of distinct fire instants within the lookahead: pruning is cheap
+                self._fire_timers = {h for h in self._fire_timers if h.when() > loop.time()}
+                self._fire_timers.add(loop.call_at(loop.time() + delay, self._fire_soon, batch))
+
+    async def _unclaim_unfired(self) -> None:
+        """Shutdown: slots claimed ahead but not yet due are given back, not cancelled.
+
+        Their Pending rows are deleted and their leases released, so another replica takes them
+        over (its claim check finds no row) or, with no other replica, the restarted operator sees
+        them as missed and applies ``missedRunPolicy``. Nothing is recorded as run that did not run.
+        """
+        for handle in self._fire_timers:
+            handle.cancel()
+        self._fire_timers.clear()
+        claimed, self._claimed = self._claimed, {}
+        if not claimed:
+            return
+        try:
+            deleted = await self.history.call(self.history.store.release_claims, list(claimed))
+        except Exception:
+            log.exception("giving back %d claimed slots failed; the reaper will settle them", len(claimed))
+            return
+        await self.leases.release_many(
+            [(keys.slot(w.tracked.uid, w.slot, w.attempt), self.token) for w, _ in claimed.values()]
+        )
+        log.info("gave back %d slots claimed ahead of their fire time (%d rows)", len(claimed), deleted)
+
+    def _fire_soon(self, batch: list[tuple[SlotWork, NewRun]]) -> None:
+        late = (utcnow() - self._fire_time(batch[0][0])).total_seconds() * 1000
+        if late > 20:
+            log.debug("fire callback late %.1fms", late)
+        self._spawn(self._fire(batch), name="sundial-fire")
+
+    async def _fire(self, batch: list[tuple[SlotWork, NewRun]]) -> None:
+        """The fire instant: concurrency policy, then launch. Claimed rows always get an outcome."""
+        t0 = utcnow()
+        try:
+            await self._fire_inner(batch)
+        finally:
+            log.debug(
+                "fire n=%d late=%.1fms took=%.1fms",
+                len(batch),
+                (t0 - self._fire_time(batch[0][0])).total_seconds() * 1000,
+                (utcnow() - t0).total_seconds() * 1000,
+            )
+
+    async def _fire_inner(self, batch: list[tuple[SlotWork, NewRun]]) -> None:
+        for _, run in batch:
+            self._claimed.pop(run.id, None)
+        if self._stopping:
+            for w, run in batch:
+                self._finish_unstarted(w, run, RunStatus.CANCELLED, "OperatorShutdown")
+            return
+        live: list[tuple[SlotWork, NewRun]] = []
+        for w, run in batch:
+            if self.tracked.get(w.tracked.uid) is w.tracked and w.tracked.spec:
+                live.append((w, run))
+            else:
+                self._finish_unstarted(w, run, RunStatus.CANCELLED, "Deleted")
+        gates = await self._concurrency_gate([w for w, _ in live])
+        for (w, run), blocked in zip(live, gates, strict=True):
+            spec = w.tracked.spec
+            assert spec is not None
+            if blocked:
+                self._finish_unstarted(w, run, RunStatus.SKIPPED, blocked)
+            elif spec.suspend and w.trigger != Trigger.MANUAL:
+                self._finish_unstarted(w, run, RunStatus.SKIPPED, "Suspended")
+            elif spec.dry_run:
+                self._finish_unstarted(w, run, RunStatus.SUCCEEDED, "DryRun")
+            else:
+                self._launch(w, run)
+
+    def _finish_unstarted(self, w: SlotWork, run: NewRun, status: RunStatus, reason: str) -> None:
+        now = utcnow()
+        self.history.finish(
+            RunUpdate(
+                id=run.id,
+                status=str(status),
+                reason=reason,
+                finished_at=now,
+                duration_ms=0,
+                result=None,
+                error=None,
+                logs=None,
+                started_at=now if status == RunStatus.SUCCEEDED else None,
+                dry_run=status == RunStatus.SUCCEEDED and reason == "DryRun",
+            )
+        )
+        metrics.RUNS.labels(str(status), w.trigger).inc()
+        self._status_finished(
+            w.tracked,
+            run.id,
+            w.slot,
+            w.attempt,
+            w.trigger,
+            status,
+            reason,
+            started=now if status == RunStatus.SUCCEEDED else None,
+            finished=now,
+        )
 
     async def _concurrency_gate(self, work: list[SlotWork]) -> list[str | None]:
         """Per attempt a skip reason or None. Forbid: skip while anything runs (one Redis round trip
@@ -588,6 +674,7 @@ class Runtime:
         assert spec is not None
         metrics.ACTIVE.inc()
         started = utcnow()
+        self.history.started(run.id, started)
         planned = w.slot + timedelta(seconds=jitter_offset(tracked.uid, w.slot, spec.jitter_seconds))
         if w.trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP):
             metrics.FIRE_LAG.observe(max(0.0, (started - planned).total_seconds()))
@@ -612,6 +699,7 @@ class Runtime:
         try:
             async with asyncio.timeout(spec.timeout_seconds):
                 result = await self._run_job(ctx)
+                await asyncio.sleep(0)  # let the other attempts due now start before this one books
         except TimeoutError:
             status, reason, error = (
                 RunStatus.TIMED_OUT,

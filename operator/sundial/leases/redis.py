@@ -21,6 +21,41 @@ return 0
 """
 
 
+_ACQUIRE_MANY = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[i] = redis.call('set', key, ARGV[i + 1], 'NX', 'PX', ARGV[1]) and 1 or 0
+end
+return out
+"""
+
+_RENEW_MANY = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('get', key) == ARGV[i + 1] then
+    out[i] = redis.call('pexpire', key, ARGV[1])
+  else
+    out[i] = 0
+  end
+end
+return out
+"""
+
+_RELEASE_MANY = """
+local n = 0
+for i, key in ipairs(KEYS) do
+  if redis.call('get', key) == ARGV[i] then
+    n = n + redis.call('del', key)
+  end
+end
+return n
+"""
+
+# One script call per chunk: a thousand leases cost one command's client overhead, not a
+# thousand. (Multi-key scripts need a single Redis, not Redis Cluster.)
+CHUNK = 2000
+
+
 class RedisLeases:
     """The multi-replica backend; a lost Redis never yields duplicates because the database fences."""
 
@@ -32,35 +67,37 @@ class RedisLeases:
         self._redis = aioredis.Redis(connection_pool=pool)
         self._renew = self._redis.register_script(_RENEW)
         self._release = self._redis.register_script(_RELEASE)
+        self._acquire_many = self._redis.register_script(_ACQUIRE_MANY)
+        self._renew_many = self._redis.register_script(_RENEW_MANY)
+        self._release_many = self._redis.register_script(_RELEASE_MANY)
 
     async def acquire(self, key: str, token: str, ttl: float) -> bool:
         return bool(await self._redis.set(key, token, nx=True, px=max(1, int(ttl * 1000))))
 
     async def acquire_many(self, items: Sequence[tuple[str, str]], ttl: float) -> list[bool]:
-        if not items:
-            return []
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key, token in items:
-                pipe.set(key, token, nx=True, px=max(1, int(ttl * 1000)))
-            results = await pipe.execute()
-        return [bool(r) for r in results]
+        out: list[bool] = []
+        for i in range(0, len(items), CHUNK):
+            chunk = items[i : i + CHUNK]
+            result = await self._acquire_many(
+                keys=[k for k, _ in chunk], args=[max(1, int(ttl * 1000)), *(t for _, t in chunk)]
+            )
+            out.extend(bool(r) for r in result)
+        return out
 
     async def renew_many(self, items: Sequence[tuple[str, str]], ttl: float) -> list[bool]:
-        if not items:
-            return []
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key, token in items:
-                await self._renew(keys=[key], args=[token, max(1, int(ttl * 1000))], client=pipe)
-            results = await pipe.execute()
-        return [bool(r) for r in results]
+        out: list[bool] = []
+        for i in range(0, len(items), CHUNK):
+            chunk = items[i : i + CHUNK]
+            result = await self._renew_many(
+                keys=[k for k, _ in chunk], args=[max(1, int(ttl * 1000)), *(t for _, t in chunk)]
+            )
+            out.extend(bool(r) for r in result)
+        return out
 
     async def release_many(self, items: Sequence[tuple[str, str]]) -> None:
-        if not items:
-            return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key, token in items:
-                await self._release(keys=[key], args=[token], client=pipe)
-            await pipe.execute()
+        for i in range(0, len(items), CHUNK):
+            chunk = items[i : i + CHUNK]
+            await self._release_many(keys=[k for k, _ in chunk], args=[t for _, t in chunk])
 
     async def holders(self, keys: Sequence[str]) -> list[str | None]:
         if not keys:

@@ -48,6 +48,8 @@ class RunUpdate:
     logs: list[Any] | None
     started_at: dt.datetime | None = None
     """When the attempt really started, if the claim did not know it yet; ``None`` keeps the stored one."""
+    dry_run: bool | None = None
+    """Set when the outcome decides it (a dry run recorded at its fire time); ``None`` keeps it."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

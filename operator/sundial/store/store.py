@@ -86,6 +86,40 @@ class RunStore:
         with self._engine.begin() as conn:
             return conn.execute(stmt).first() is not None
 
+    def record_configs(
+        self,
+        configs: Sequence[tuple[str, str, str, dt.datetime]],
+        versions: Sequence[tuple[str, int, dict[str, Any]]],
+        *,
+        at: dt.datetime | None = None,
+    ) -> None:
+        """Batched ``upsert_config`` + ``record_version``: thousands of CronConfigs at start-up cost
+        two statements, not thousands of transactions."""
+        if not configs and not versions:
+            return
+        with self._engine.begin() as conn:
+            if configs:
+                stmt = self._insert(cron_configs)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=[cron_configs.c.uid],
+                    set_={"namespace": stmt.excluded.namespace, "name": stmt.excluded.name},
+                )
+                rows = {uid: (uid, ns, name, created) for uid, ns, name, created in configs}
+                conn.execute(
+                    stmt,
+                    [{"uid": u, "namespace": n, "name": m, "created_at": c} for u, n, m, c in rows.values()],
+                )
+            if versions:
+                when = at or _now()
+                unique = {(uid, gen): spec for uid, gen, spec in versions}
+                conn.execute(
+                    self._insert(cron_config_versions).on_conflict_do_nothing(),
+                    [
+                        {"uid": u, "generation": g, "spec": spec, "recorded_at": when}
+                        for (u, g), spec in unique.items()
+                    ],
+                )
+
     def mark_deleted(self, uid: str, at: dt.datetime) -> bool:
         """Note that a CronConfig is gone; its history stays. ``False`` if unknown or already marked."""
         stmt = (
@@ -124,7 +158,10 @@ class RunStore:
         """
         if not runs:
             return set()
-        rows = [_new_row(run) for run in sorted(runs, key=_slot)]
+        ordered = sorted(runs, key=_slot)
+        if self._engine.dialect.name == "postgresql":
+            return self._claim_unnest(ordered)
+        rows = [_new_row(run) for run in ordered]
         # executemany + RETURNING: SQLAlchemy batches it into multi-row INSERTs ("insertmanyvalues")
         # from ONE cached compiled statement; building .values(rows) would recompile per batch.
         stmt = self._insert(cron_runs).on_conflict_do_nothing().returning(cron_runs.c.id)
@@ -132,6 +169,27 @@ class RunStore:
         with self._engine.begin() as conn:
             for chunk in _chunks(rows):
                 claimed.update(conn.execute(stmt, chunk).scalars())
+        return claimed
+
+    def _claim_unnest(self, runs: Sequence[records.NewRun]) -> set[uuid.UUID]:
+        """PostgreSQL: one short statement with one array per column, whatever the batch size.
+
+        A multi-row VALUES list of 1,000 rows costs more CPU to build and convert than the insert
+        itself; ``unnest`` keeps the statement text constant (cached, prepared) and the work in C.
+        """
+        columns = {name: [getattr(r, name) for r in runs] for name, _ in _UNNEST_COLUMNS}
+        for name in ("scheduled_for", "started_at", "finished_at"):
+            for value in columns[name]:
+                if value is not None and value.utcoffset() is None:
+                    err = ValueError(
+                        f"naive datetime {value!r} in {name}: the run history stores aware instants only"
+                    )
+                    raise sa.exc.StatementError(str(err), _UNNEST_INSERT, None, err)
+        params = tuple(columns[name] for name, _ in _UNNEST_COLUMNS)
+        claimed: set[uuid.UUID] = set()
+        with self._engine.begin() as conn:
+            for row in conn.exec_driver_sql(_UNNEST_INSERT, params):
+                claimed.add(row[0])
         return claimed
 
     def claim_manual(
@@ -167,6 +225,17 @@ class RunStore:
             run_id: uuid.UUID | None = conn.execute(stmt).scalar_one_or_none()
         return run_id
 
+    def release_claims(self, ids: Iterable[uuid.UUID]) -> int:
+        """Delete claimed runs that never started (``Pending``): the slot goes back to the pool."""
+        deleted = 0
+        with self._engine.begin() as conn:
+            for chunk in _chunks(list(ids)):
+                stmt = sa.delete(cron_runs).where(
+                    cron_runs.c.id.in_(chunk), cron_runs.c.status == RunStatus.PENDING.value
+                )
+                deleted += conn.execute(stmt).rowcount
+        return deleted
+
     # --- Progress and outcome ----------------------------------------------------------------------------
 
     def mark_running(
@@ -187,6 +256,23 @@ class RunStore:
                 moved += conn.execute(stmt).rowcount
         return moved
 
+    def mark_started(self, started: Sequence[tuple[uuid.UUID, dt.datetime]]) -> int:
+        """Pending runs become Running at their real start times (claimed ahead, started on time)."""
+        if not started:
+            return 0
+        c = cron_runs.c
+        stmt = (
+            sa.update(cron_runs)
+            .where(c.id == sa.bindparam("b_id", type_=c.id.type), c.status == RunStatus.PENDING.value)
+            .values(
+                status=RunStatus.RUNNING.value,
+                started_at=sa.bindparam("b_started_at", type_=c.started_at.type),
+            )
+        )
+        with self._engine.begin() as conn:
+            moved: int = conn.execute(stmt, [{"b_id": i, "b_started_at": at} for i, at in started]).rowcount
+        return moved
+
     def finish(self, updates: Sequence[records.RunUpdate]) -> int:
         """Write the outcomes of many attempts in one transaction; returns how many rows changed.
 
@@ -197,6 +283,7 @@ class RunStore:
             return 0
         c = cron_runs.c
         started_at = sa.bindparam("b_started_at", type_=c.started_at.type)
+        dry_run = sa.bindparam("b_dry_run", type_=c.dry_run.type)
         stmt = (
             sa.update(cron_runs)
             # Inlined literals: an expanding IN cannot be used with executemany.
@@ -204,6 +291,7 @@ class RunStore:
             .values(
                 status=sa.bindparam("b_status", type_=c.status.type),
                 started_at=sa.func.coalesce(started_at, c.started_at),
+                dry_run=sa.func.coalesce(dry_run, c.dry_run),
                 reason=sa.bindparam("b_reason", type_=c.reason.type),
                 finished_at=sa.bindparam("b_finished_at", type_=c.finished_at.type),
                 duration_ms=sa.bindparam("b_duration_ms", type_=c.duration_ms.type),
@@ -217,6 +305,7 @@ class RunStore:
                 "b_id": u.id,
                 "b_status": u.status,
                 "b_started_at": u.started_at,
+                "b_dry_run": u.dry_run,
                 "b_reason": u.reason,
                 "b_finished_at": u.finished_at,
                 "b_duration_ms": u.duration_ms,
@@ -348,6 +437,30 @@ def _manual_key(value: str) -> str:
 def _chunks(items: Sequence[Any]) -> Iterator[list[Any]]:
     for start in range(0, len(items), CHUNK):
         yield list(items[start : start + CHUNK])
+
+
+_UNNEST_COLUMNS = (
+    ("id", "uuid"),
+    ("config_uid", "text"),
+    ("namespace", "text"),
+    ("name", "text"),
+    ("generation", "bigint"),
+    ("scheduled_for", "timestamptz"),
+    ("trigger", "text"),
+    ("attempt", "int"),
+    ("status", "text"),
+    ("reason", "text"),
+    ("started_at", "timestamptz"),
+    ("finished_at", "timestamptz"),
+    ("duration_ms", "bigint"),
+    ("replica", "text"),
+    ("dry_run", "bool"),
+)
+_UNNEST_INSERT = (
+    f"INSERT INTO cron_runs ({', '.join(name for name, _ in _UNNEST_COLUMNS)}) "
+    f"SELECT * FROM unnest({', '.join(f'%s::{kind}[]' for _, kind in _UNNEST_COLUMNS)}) "
+    "ON CONFLICT DO NOTHING RETURNING id"
+)
 
 
 def _new_row(run: records.NewRun) -> dict[str, Any]:
