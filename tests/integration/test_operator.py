@@ -533,6 +533,49 @@ def test_two_replicas_run_each_slot_exactly_once(
     assert {r.replica for r in runs} <= {"replica-a", "replica-b"}
 
 
+@pytest.mark.slow
+def test_a_killed_replicas_claimed_slots_are_run_by_the_other(
+    kubectl: Kubectl,
+    namespace: str,
+    pg_redis: tuple[str, str],
+    operator_for: StartOperator,
+    receiver: Receiver,
+) -> None:
+    """SIGKILL while holding slots claimed ahead: the survivor adopts them, late but exactly once."""
+    db, redis = pg_redis
+    a = operator_for(_env(db, redis, namespace), replica="replica-a")
+    operator_for(_env(db, redis, namespace), replica="replica-b")
+    kubectl.apply(
+        cronconfig(
+            "survive",
+            namespace,
+            schedule="* * * * * *",
+            concurrencyPolicy="Allow",
+            job={"http": {"url": receiver.url, "method": "POST"}},
+        )
+    )
+    wait_until(
+        lambda: any(r.replica == "replica-a" for r in runs_of(db, namespace, "survive")),
+        timeout=30,
+        what="replica-a claims slots",
+    )
+    time.sleep(3)
+    a.kill()
+    killed = datetime.now(UTC)
+    time.sleep(12)  # heartbeat TTL 3 s + reaper period, then more slots
+    counts = Counter(receiver.slots())
+    assert not [s for s, n in counts.items() if n > 1], f"duplicate executions: {counts.most_common(3)}"
+    seen = sorted(datetime.fromisoformat(s) for s in counts)
+    gaps = [b for a_, b in itertools.pairwise(seen) if (b - a_).total_seconds() != 1]
+    assert not gaps, f"slots never executed before {gaps}"
+    assert seen[-1] > killed + timedelta(seconds=8)
+    runs = runs_of(db, namespace, "survive")
+    around = [
+        r for r in runs if killed - timedelta(seconds=2) <= r.scheduled_for <= killed + timedelta(seconds=2)
+    ]
+    assert around and all(r.status == "Succeeded" for r in around), [(r.status, r.reason) for r in around]
+
+
 def test_status_patches_are_coalesced(
     kubectl: Kubectl, namespace: str, pg_redis: tuple[str, str], operator_for: StartOperator
 ) -> None:

@@ -225,6 +225,30 @@ def test_claims_given_back_free_the_slot_but_started_runs_stay(store: RunStore) 
     assert store.claim([again]) == {again.id}, "a given-back slot can be claimed again"
 
 
+def test_adopting_a_dead_replicas_pending_run_happens_once(store: RunStore) -> None:
+    pending, started = new_run(T0, replica="a"), new_run(T0 + minutes(1), replica="a")
+    store.claim([pending, started])
+    store.mark_started([(started.id, T0 + minutes(1))])
+    assert store.adopt_pending(pending.id, "a", "b")
+    assert not store.adopt_pending(pending.id, "a", "c"), "already adopted by b"
+    assert not store.adopt_pending(started.id, "a", "b"), "started runs are not adopted"
+    adopted = store.get_run(pending.id)
+    assert adopted is not None and adopted.replica == "b" and adopted.status == "Pending"
+
+
+def test_a_restarted_replica_gives_back_only_its_own_unstarted_claims(store: RunStore) -> None:
+    mine, other, running = (
+        new_run(T0, replica="a"),
+        new_run(T0, uid="uid-2", replica="b"),
+        new_run(T0 + minutes(1), replica="a"),
+    )
+    store.claim([mine, other, running])
+    store.mark_started([(running.id, T0 + minutes(1))])
+    assert store.release_replica_claims("a") == 1
+    assert store.get_run(mine.id) is None
+    assert store.get_run(other.id) is not None and store.get_run(running.id) is not None
+
+
 # --- manual triggers ---------------------------------------------------------------------------------
 
 

@@ -63,8 +63,13 @@ class History:
         self._versions.append((uid, generation, spec))
 
     def started(self, run_id: UUID, at: datetime) -> None:
-        """Queue Pending -> Running; written with the next batch."""
+        """Queue Pending -> Running, written at once (one statement for the whole fire batch).
+
+        Not every 0.2 s like outcomes: a Pending row of a dead replica is adopted and run by another,
+        so the window in which a started attempt still looks unstarted must stay short.
+        """
         self._started.append((run_id, at))
+        self._wakeup.set()
 
     def finish(self, update: RunUpdate) -> None:
         """Queue a finished run; written within ``flush_seconds``."""

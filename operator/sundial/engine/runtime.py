@@ -39,7 +39,7 @@ from sundial.models.runs import RunStatus, Trigger
 from sundial.models.spec import ConcurrencyPolicy
 from sundial.scheduling import jitter_offset, plan_missed
 from sundial.settings import Settings
-from sundial.store.records import NewRun, RunUpdate
+from sundial.store.records import NewRun, RunRecord, RunUpdate
 
 log = logging.getLogger("sundial.engine")
 RUN_NOW = "sundial.io/run-now"
@@ -91,6 +91,9 @@ class Runtime:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        released = await self.history.call(self.history.store.release_replica_claims, self.replica)
+        if released:
+            log.warning("gave back %d slots a previous run of replica %s claimed", released, self.replica)
         self._session = aiohttp.ClientSession()
         self.history.start()
         for name, coro in (
@@ -905,6 +908,9 @@ class Runtime:
                 continue
             if not await self.leases.acquire(keys.reap(rid), self.token, ttl * 6):
                 continue
+            tracked = self.tracked.get(rec.config_uid)
+            if rec.status == RunStatus.PENDING and tracked is not None and await self._adopt(tracked, rec):
+                continue
             now = utcnow()
             self.history.finish(
                 RunUpdate(
@@ -922,7 +928,6 @@ class Runtime:
                 )
             )
             metrics.TAKEOVERS.inc()
-            tracked = self.tracked.get(rec.config_uid)
             log.warning(
                 "run %s of %s/%s lost its owner %s; marked Failed", rid, rec.namespace, rec.name, rec.replica
             )
@@ -939,6 +944,42 @@ class Runtime:
                     finished=now,
                 )
                 self._maybe_retry(tracked, rec.scheduled_for, rec.attempt)
+
+    async def _adopt(self, tracked: Tracked, rec: RunRecord) -> bool:
+        """A slot its dead claimer recorded (Pending) but never started: run it here, late but once.
+
+        The row moves to this replica only if it is still Pending and still the dead replica's, so
+        two reapers cannot both adopt it. Past the starting deadline it is Skipped (Missed) instead.
+        """
+        if not await self.history.call(self.history.store.adopt_pending, rec.id, rec.replica, self.replica):
+            return False
+        metrics.TAKEOVERS.inc()
+        work = SlotWork(tracked, rec.scheduled_for, rec.attempt, str(rec.trigger))
+        run = NewRun(
+            id=rec.id,
+            config_uid=rec.config_uid,
+            namespace=rec.namespace,
+            name=rec.name,
+            generation=rec.generation,
+            scheduled_for=rec.scheduled_for,
+            trigger=str(rec.trigger),
+            attempt=rec.attempt,
+            status=str(RunStatus.PENDING),
+            replica=self.replica,
+        )
+        deadline = tracked.spec.starting_deadline_seconds if tracked.spec else None
+        lateness = (utcnow() - self._fire_time(work)).total_seconds()
+        log.warning(
+            "run %s of %s was claimed by %s, which died before starting it; adopted",
+            rec.id,
+            tracked.key,
+            rec.replica,
+        )
+        if deadline is not None and work.trigger != Trigger.RETRY and lateness > deadline:
+            self._finish_unstarted(work, run, RunStatus.SKIPPED, "Missed")
+        else:
+            await self._fire([(work, run)])
+        return True
 
     # ------------------------------------------------------------------ status & events
     def _conditions(self, tracked: Tracked) -> list[dict[str, Any]]:

@@ -236,6 +236,29 @@ class RunStore:
                 deleted += conn.execute(stmt).rowcount
         return deleted
 
+    def release_replica_claims(self, replica: str) -> int:
+        """At start-up: Pending rows an earlier incarnation of this replica claimed and never started.
+
+        Deleting them hands their slots to ``missedRunPolicy`` (they are older than the restart) or
+        back to regular firing, as a graceful shutdown would have.
+        """
+        c = cron_runs.c
+        stmt = sa.delete(cron_runs).where(c.replica == replica, c.status == RunStatus.PENDING.value)
+        with self._engine.begin() as conn:
+            return int(conn.execute(stmt).rowcount)
+
+    def adopt_pending(self, run_id: uuid.UUID, previous: str | None, replica: str) -> bool:
+        """Move a never-started run from a dead replica to this one; False if anything changed it."""
+        c = cron_runs.c
+        owner = c.replica.is_(None) if previous is None else c.replica == previous
+        stmt = (
+            sa.update(cron_runs)
+            .where(c.id == run_id, c.status == RunStatus.PENDING.value, owner)
+            .values(replica=replica)
+        )
+        with self._engine.begin() as conn:
+            return bool(conn.execute(stmt).rowcount == 1)
+
     # --- Progress and outcome ----------------------------------------------------------------------------
 
     def mark_running(
