@@ -275,10 +275,14 @@ class Runtime:
     async def _catch_up_in_order(self, works: list[SlotWork]) -> None:
         """RunAll under Forbid/Replace: missed slots run one after another, oldest first."""
         for w in sorted(works, key=lambda w: w.slot):
-            await self._start([w])
+            await self._start([w], inline=True)
             running = [a.task for a in w.tracked.active.values() if a.task is not None]
             if running:
                 await asyncio.wait(running)
+            # the running lease goes back now, not at the lease loop's next tick, or the next
+            # slot would find it held and be skipped as ConcurrencyForbid
+            releases, self._releases = self._releases, []
+            await self.leases.release_many(releases)
 
     def _plan_missed(
         self, tracked: Tracked, now: datetime, catchup: list[SlotWork], skipped: list[NewRun]
@@ -419,7 +423,7 @@ class Runtime:
             return w.slot
         return w.slot + timedelta(seconds=jitter_offset(w.tracked.uid, w.slot, spec.jitter_seconds))
 
-    async def _start(self, work: list[SlotWork]) -> None:
+    async def _start(self, work: list[SlotWork], *, inline: bool = False) -> None:
         """Lease and fence a batch of attempts (ahead of their fire time), then fire each on time.
 
         The Redis leases and the database row are taken up to ``lookahead_seconds`` early, so at
@@ -489,7 +493,9 @@ class Runtime:
         loop = asyncio.get_running_loop()
         for at, batch in by_time.items():
             delay = (at - utcnow()).total_seconds()
-            if delay <= 0:
+            if delay <= 0 and inline:  # the caller waits for the launch (catch-up in order)
+                await self._fire(batch)
+            elif delay <= 0:
                 self._spawn(self._fire(batch), name="sundial-fire")
             else:
                 # a handful of distinct fire instants within the lookahead: pruning is cheap
