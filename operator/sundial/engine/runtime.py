@@ -76,7 +76,7 @@ class Runtime:
         self._intake: dict[str, Tracked] = {}
         self._intake_wakeup = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._services: list[asyncio.Task[Any]] = []
+        self._services: dict[str, asyncio.Task[Any]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._stopping = False
         self._verify: list[tuple[float, SlotWork]] = []
@@ -103,13 +103,14 @@ class Runtime:
             ("reaper", self._reaper_loop()),
             ("leases", self._lease_loop()),
         ):
-            self._services.append(asyncio.create_task(coro, name=f"sundial-{name}"))
+            self._services[name] = asyncio.create_task(coro, name=f"sundial-{name}")
 
     async def stop(self) -> None:
         """Stop firing, let attempts finish within the grace period, flush history and status."""
         self._stopping = True
-        for task in self._services[:1]:  # the scheduler first: nothing new fires
-            task.cancel()
+        # nothing new fires, no takeovers: the scheduler, intake and reaper stop first
+        for name in ("scheduler", "intake", "reaper"):
+            self._services[name].cancel()
         await self._unclaim_unfired()
         running = [a.task for t in self.tracked.values() for a in t.active.values() if a.task]
         if running:
@@ -134,9 +135,9 @@ class Runtime:
             await self.leases.release_many([*self._releases, (keys.replica(self.replica), self.token)])
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.status.drain(force=True), timeout=10)
-        for task in self._services:
+        for task in self._services.values():
             task.cancel()
-        await asyncio.gather(*self._services, return_exceptions=True)
+        await asyncio.gather(*self._services.values(), return_exceptions=True)
         if self._session is not None:
             await self._session.close()
         await self.leases.close()

@@ -20,7 +20,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 600
     settings.watching.client_timeout = 660
-    settings.batching.worker_limit = 200
+    # One short-lived worker per object with events: a cap makes start-up with thousands of
+    # CronConfigs crawl (a capped worker idles for idle_timeout before the next object gets one).
+    settings.queueing.worker_limit = None
+    settings.queueing.idle_timeout = 1.0
     config = Settings()
     # Namespaced mode runs on Roles only: no cluster-wide scans of namespaces and CRDs.
     settings.scanning.disabled = bool(config.namespaces)
