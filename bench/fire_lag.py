@@ -64,6 +64,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=10, help="seconds ignored at the start")
     parser.add_argument("--timeline", action="store_true", help="print lag per slot second")
     parser.add_argument("--profile", help="write a cProfile of the operator to this file")
+    parser.add_argument("--debug", action="store_true", help="operator debug log (claim/fire timings)")
     args = parser.parse_args()
 
     with (
@@ -118,6 +119,8 @@ def main() -> int:
             log_dir=workdir,
             command=[sys.executable, "-m", "cProfile", "-o", args.profile, "-m", "sundial.cli", "run"]
             if args.profile
+            else [str(ROOT / ".venv/bin/sundial"), "run", "-v"]
+            if args.debug
             else None,
         ).start()
         assert op.proc is not None
@@ -134,6 +137,7 @@ def main() -> int:
             end = start + timedelta(seconds=args.seconds)
             rss = _peak_rss_mib(pid)
         finally:
+            print(f"operator log: {op.log_path}", flush=True)
             try:
                 op.stop(timeout=60)
             except subprocess.TimeoutExpired:

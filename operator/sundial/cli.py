@@ -21,10 +21,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import sundial.handlers.cronconfigs  # noqa: F401  (registers the handlers)
 
     settings = Settings()
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    if args.verbose:  # sundial's own debug lines (fire/claim timings); kopf's would drown them
+        logging.getLogger("sundial").setLevel(logging.DEBUG)
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     asyncio.run(
@@ -208,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="start the operator (current kubeconfig or in-cluster config)")
-    run.add_argument("-v", "--verbose", action="store_true")
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logs of sundial itself")
     run.set_defaults(fn=_cmd_run)
 
     mig = sub.add_parser("migrate", help="apply the run-history database migrations")

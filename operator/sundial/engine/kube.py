@@ -80,9 +80,11 @@ class Kube:
 
     def _headers(self, content_type: str | None = None) -> dict[str, str]:
         headers = {"Accept": "application/json"}
-        token = self._cfg.get_api_key_with_prefix("authorization")  # refreshes expiring tokens
-        if token:
-            headers["Authorization"] = token
+        # the client's own auth settings: bearer tokens (in-cluster ones refreshed as they rotate)
+        settings = cast(dict[str, dict[str, Any]], self._cfg.auth_settings())
+        for auth in settings.values():
+            if auth.get("in") == "header" and auth.get("value"):
+                headers[str(auth["key"]).title()] = str(auth["value"])
         if content_type:
             headers["Content-Type"] = content_type
         return headers
