@@ -45,7 +45,7 @@ class OperatorProcess:
 
     def start(self, *, timeout: float = 60) -> OperatorProcess:
         self.proc = subprocess.Popen(
-            [str(SUNDIAL), "run"],
+            self.command,
             env=self.env,
             stdout=self.log_path.open("ab"),
             stderr=subprocess.STDOUT,
