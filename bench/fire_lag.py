@@ -1,10 +1,12 @@
 """Fire-lag benchmark: N CronConfigs firing every second with no-op handler jobs.
 
-Real control plane, PostgreSQL and Redis, one operator replica (`sundial run` subprocess).
-Prints fire lag p50/p99/max from the run records, runs recorded per second, the operator's peak
-RSS and CPU, and status patches per second.
+Real control plane, PostgreSQL and Redis; one or more operator replicas (`sundial run`
+subprocesses). Prints fire lag p50/p99/max from the run records, runs recorded per second, each
+replica's peak RSS and CPU, and status patches per second. ``--replicas 1,2`` measures one
+replica and then two, side by side in one run (each phase with its own namespace and CronConfigs).
 
     .venv/bin/python bench/fire_lag.py --configs 1000 --seconds 60
+    .venv/bin/python bench/fire_lag.py --configs 1000 --seconds 60 --replicas 1,2
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -55,6 +58,150 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+PATCHES = 'sundial_status_patches_total{result="ok"}'
+
+
+@dataclass
+class Phase:
+    replicas: int
+    rows: list[sa.Row[tuple[datetime, datetime | None, str, str | None, str | None]]]
+    elapsed: float
+    cpu: list[float]
+    rss: list[float]
+    patches: float
+
+
+def _run_phase(
+    args: argparse.Namespace,
+    plane: services.ControlPlane,
+    db_url: str,
+    redis_url: str,
+    replicas: int,
+) -> Phase:
+    env = plane.env()
+    kubectl = ["kubectl", "--kubeconfig", str(plane.kubeconfig)]
+    namespace = f"bench-{replicas}r"
+    subprocess.run([*kubectl, "create", "namespace", namespace], check=True, capture_output=True, env=env)
+    docs = [
+        {
+            "apiVersion": "sundial.io/v1alpha1",
+            "kind": "CronConfig",
+            "metadata": {"name": f"noop-{i:05d}", "namespace": namespace},
+            "spec": {"schedule": "* * * * * *", "job": {"handler": {"name": "sundial.noop"}}},
+        }
+        for i in range(args.configs)
+    ]
+    t = time.monotonic()
+    subprocess.run(
+        [*kubectl, "apply", "--server-side", "-f", "-"],
+        input=yaml.safe_dump_all(docs).encode(),
+        check=True,
+        capture_output=True,
+        env=env,
+    )
+    print(f"[{replicas} replica(s)] created {args.configs} CronConfigs in {time.monotonic() - t:.1f}s")
+    workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"sundial-bench-{os.getpid()}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    ops: list[OperatorProcess] = []
+    for i in range(replicas):
+        name = f"bench-{replicas}r-{i}"
+        command: list[str] | None = None
+        if args.profile:
+            out = f"{args.profile}.{name}"
+            command = [sys.executable, "-m", "cProfile", "-o", out, "-m", "sundial.cli", "run"]
+        elif args.debug:
+            command = [str(ROOT / ".venv/bin/sundial"), "run", "-v"]
+        op = OperatorProcess(
+            kubeconfig=str(plane.kubeconfig),
+            replica=name,
+            env={
+                "SUNDIAL_DATABASE_URL": db_url,
+                "SUNDIAL_REDIS_URL": redis_url,
+                "SUNDIAL_NAMESPACES": namespace,
+            },
+            log_dir=workdir,
+            command=command,
+        )
+        ops.append(op.start())
+    pids = [op.proc.pid for op in ops if op.proc is not None]
+    try:
+        time.sleep(args.warmup)
+        start = datetime.now(UTC)
+        cpu0 = [_cpu_seconds(pid) for pid in pids]
+        patches0 = sum(_metric(op.port, PATCHES) for op in ops)
+        t0 = time.monotonic()
+        time.sleep(args.seconds)
+        elapsed = time.monotonic() - t0
+        cpu = [_cpu_seconds(pid) - c for pid, c in zip(pids, cpu0, strict=True)]
+        patches = sum(_metric(op.port, PATCHES) for op in ops) - patches0
+        rss = [_peak_rss_mib(pid) for pid in pids]
+        end = start + timedelta(seconds=args.seconds)
+    finally:
+        for op in ops:
+            print(f"[{replicas} replica(s)] operator log: {op.log_path}", flush=True)
+            try:
+                op.stop(timeout=60)
+            except subprocess.TimeoutExpired:
+                print("operator did not stop within 60s of SIGTERM; killed", flush=True)
+        subprocess.run(
+            [*kubectl, "delete", "namespace", namespace, "--wait=false"], capture_output=True, env=env
+        )
+    engine = sa.create_engine(db_url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT scheduled_for, started_at, status, reason, replica FROM cron_runs "
+                "WHERE namespace = :ns AND scheduled_for > :s AND scheduled_for <= :e "
+                "AND trigger = 'Schedule'"
+            ),
+            {"ns": namespace, "s": start, "e": end},
+        ).all()
+    engine.dispose()
+    return Phase(replicas, list(rows), elapsed, cpu, rss, patches)  # type: ignore[arg-type]
+
+
+def _report(args: argparse.Namespace, phase: Phase) -> float | None:
+    rows = phase.rows
+    lags = [(r.started_at - r.scheduled_for).total_seconds() * 1000 for r in rows if r.started_at]
+    by_status: dict[str, int] = {}
+    per_second: dict[datetime, list[float]] = {}
+    by_replica: dict[str, int] = {}
+    for r in rows:
+        key = f"{r.status}/{r.reason}" if r.reason else r.status
+        by_status[key] = by_status.get(key, 0) + 1
+        by_replica[r.replica] = by_replica.get(r.replica, 0) + 1
+        if r.started_at:
+            per_second.setdefault(r.scheduled_for, []).append(
+                (r.started_at - r.scheduled_for).total_seconds() * 1000
+            )
+    expected = args.configs * args.seconds
+    print(f"== {phase.replicas} replica(s)")
+    print(
+        f"configs={args.configs} window={args.seconds}s expected_slots={expected} recorded={len(rows)} "
+        f"statuses={by_status} runs_by_replica={dict(sorted(by_replica.items()))}"
+    )
+    if lags:
+        print(
+            f"fire lag ms: p50={statistics.median(lags):.1f} p99={_percentile(lags, 0.99):.1f} "
+            f"max={max(lags):.1f}"
+        )
+    if args.timeline:
+        for second in sorted(per_second):
+            values = per_second[second]
+            print(
+                f"  {second.time()} n={len(values)} "
+                f"p50={statistics.median(values):.0f}ms max={max(values):.0f}ms"
+            )
+    print(f"runs recorded/s: {len(rows) / args.seconds:.1f}")
+    for i, (cpu, rss) in enumerate(zip(phase.cpu, phase.rss, strict=True)):
+        print(
+            f"operator {i}: peak RSS {rss:.0f} MiB, CPU {cpu:.1f}s over {phase.elapsed:.0f}s "
+            f"({100 * cpu / phase.elapsed:.0f}% of a core)"
+        )
+    print(f"status patches/s: {phase.patches / phase.elapsed:.1f}")
+    return statistics.median(lags) if lags else None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -62,10 +209,12 @@ def main() -> int:
     parser.add_argument("--configs", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=10, help="seconds ignored at the start")
+    parser.add_argument("--replicas", default="1", help="comma-separated replica counts, run in turn")
     parser.add_argument("--timeline", action="store_true", help="print lag per slot second")
-    parser.add_argument("--profile", help="write a cProfile of the operator to this file")
+    parser.add_argument("--profile", help="write a cProfile of each operator to this path prefix")
     parser.add_argument("--debug", action="store_true", help="operator debug log (claim/fire timings)")
     args = parser.parse_args()
+    counts = [int(n) for n in args.replicas.split(",")]
 
     with (
         services.control_plane(controller_manager=False) as plane,
@@ -83,114 +232,24 @@ def main() -> int:
             capture_output=True,
             env=env,
         )
-        subprocess.run([*kubectl, "create", "namespace", "bench"], check=True, capture_output=True, env=env)
-        docs = [
-            {
-                "apiVersion": "sundial.io/v1alpha1",
-                "kind": "CronConfig",
-                "metadata": {"name": f"noop-{i:05d}", "namespace": "bench"},
-                "spec": {"schedule": "* * * * * *", "job": {"handler": {"name": "sundial.noop"}}},
-            }
-            for i in range(args.configs)
-        ]
-        t = time.monotonic()
-        subprocess.run(
-            [*kubectl, "apply", "--server-side", "-f", "-"],
-            input=yaml.safe_dump_all(docs).encode(),
-            check=True,
-            capture_output=True,
-            env=env,
-        )
-        print(f"created {args.configs} CronConfigs in {time.monotonic() - t:.1f}s", flush=True)
-
         from sundial.store import migrate
 
         migrate.upgrade(pg.url)
-        workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"sundial-bench-{os.getpid()}"
-        workdir.mkdir(parents=True, exist_ok=True)
-        op = OperatorProcess(
-            kubeconfig=str(plane.kubeconfig),
-            replica="bench",
-            env={
-                "SUNDIAL_DATABASE_URL": pg.url,
-                "SUNDIAL_REDIS_URL": redis_url,
-                "SUNDIAL_NAMESPACES": "bench",
-            },
-            log_dir=workdir,
-            command=[sys.executable, "-m", "cProfile", "-o", args.profile, "-m", "sundial.cli", "run"]
-            if args.profile
-            else [str(ROOT / ".venv/bin/sundial"), "run", "-v"]
-            if args.debug
-            else None,
-        ).start()
-        assert op.proc is not None
-        pid = op.proc.pid
-        try:
-            time.sleep(args.warmup)
-            start = datetime.now(UTC)
-            cpu0, patches0 = _cpu_seconds(pid), _metric(op.port, 'sundial_status_patches_total{result="ok"}')
-            t0 = time.monotonic()
-            time.sleep(args.seconds)
-            elapsed = time.monotonic() - t0
-            cpu = _cpu_seconds(pid) - cpu0
-            patches = _metric(op.port, 'sundial_status_patches_total{result="ok"}') - patches0
-            end = start + timedelta(seconds=args.seconds)
-            rss = _peak_rss_mib(pid)
-        finally:
-            print(f"operator log: {op.log_path}", flush=True)
-            try:
-                op.stop(timeout=60)
-            except subprocess.TimeoutExpired:
-                print("operator did not stop within 60s of SIGTERM; killed", flush=True)
-        engine = sa.create_engine(pg.url)
-        with engine.connect() as conn:
-            rows = conn.execute(
-                sa.text(
-                    "SELECT scheduled_for, started_at, status, reason FROM cron_runs "
-                    "WHERE scheduled_for > :s AND scheduled_for <= :e AND trigger = 'Schedule'"
-                ),
-                {"s": start, "e": end},
-            ).all()
-        engine.dispose()
+        phases = [_run_phase(args, plane, pg.url, redis_url, n) for n in counts]
 
-    lags = [(r.started_at - r.scheduled_for).total_seconds() * 1000 for r in rows if r.started_at]
-    by_status: dict[str, int] = {}
-    per_second: dict[datetime, list[float]] = {}
-    for r in rows:
-        key = f"{r.status}/{r.reason}" if r.reason else r.status
-        by_status[key] = by_status.get(key, 0) + 1
-        if r.started_at:
-            per_second.setdefault(r.scheduled_for, []).append(
-                (r.started_at - r.scheduled_for).total_seconds() * 1000
-            )
-    expected = args.configs * args.seconds
     print(
         f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, "
         f"python {platform.python_version()}"
     )
     print(f"date: {datetime.now(UTC).isoformat(timespec='seconds')}")
-    print(
-        f"configs={args.configs} window={args.seconds}s expected_slots={expected} recorded={len(rows)} "
-        f"statuses={by_status}"
-    )
-    if lags:
-        print(
-            f"fire lag ms: p50={statistics.median(lags):.1f} p99={_percentile(lags, 0.99):.1f} "
-            f"max={max(lags):.1f}"
-        )
-    if args.timeline:
-        for second in sorted(per_second):
-            values = per_second[second]
-            print(
-                f"  {second.time()} n={len(values)} "
-                f"p50={statistics.median(values):.0f}ms max={max(values):.0f}ms"
-            )
-    print(f"runs recorded/s: {len(rows) / args.seconds:.1f}")
-    print(
-        f"operator: peak RSS {rss:.0f} MiB, CPU {cpu:.1f}s over {elapsed:.0f}s "
-        f"({100 * cpu / elapsed:.0f}% of a core)"
-    )
-    print(f"status patches/s: {patches / elapsed:.1f}")
+    medians = [_report(args, phase) for phase in phases]
+    if len(phases) > 1 and medians[0]:
+        for phase, median in zip(phases[1:], medians[1:], strict=True):
+            if median is not None:
+                print(
+                    f"p50 lag ratio {phase.replicas} replicas / {phases[0].replicas}: "
+                    f"{median / medians[0]:.2f}"
+                )
     return 0
 
 

@@ -12,7 +12,8 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+import hypothesis  # noqa: F401  (imported here, at a shallow stack: CPython 3.11.7 fails to compile it
+import pytest  # when hypothesis' plugin first imports it deep inside pytest's terminal summary)
 
 from tests.support import services
 

@@ -27,6 +27,7 @@ from sundial import metrics, validation
 from sundial.engine.history import History
 from sundial.engine.kube import Kube
 from sundial.engine.scheduler import Scheduler
+from sundial.engine.sharding import Shards
 from sundial.engine.status import StatusPatcher, rfc3339
 from sundial.engine.tracked import Attempt, Tracked
 from sundial.jobs import handler as handler_job
@@ -72,6 +73,7 @@ class Runtime:
         self.token = f"{settings.replica}:{uuid.uuid4().hex[:12]}"
         self.status = StatusPatcher(kube, qps=settings.status_qps, min_interval=settings.status_min_interval)
         self.scheduler = Scheduler(self._on_due)
+        self.shards = Shards(settings.replica)
         self.tracked: dict[str, Tracked] = {}
         self._intake: dict[str, Tracked] = {}
         self._intake_wakeup = asyncio.Event()
@@ -133,6 +135,7 @@ class Runtime:
         await self.history.close()
         with contextlib.suppress(Exception):
             await self.leases.release_many([*self._releases, (keys.replica(self.replica), self.token)])
+            await self.leases.leave(keys.members(), self.replica)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.status.drain(force=True), timeout=10)
         for task in self._services.values():
@@ -219,6 +222,7 @@ class Runtime:
         tracked = self.tracked.pop(uid, None)
         self._intake.pop(uid, None)
         self.scheduler.cancel(uid)
+        self.shards.forget(uid)
         self.status.forget(uid)
         self._update_gauges(invalid=True)
         await self.history.call(self.history.store.mark_deleted, uid, utcnow())
@@ -360,8 +364,23 @@ class Runtime:
             tracked.last_slot = slot
             self._reschedule(tracked, after=slot, publish=False)
             work.append(SlotWork(tracked, slot, 1, Trigger.SCHEDULE))
-        if work and not self._stopping:
-            self._spawn(self._start(work), name="sundial-fire")
+        if not work or self._stopping:
+            return
+        # This replica's share is claimed now; the rest a moment later, and only if the preferred
+        # replica has not claimed it by then (it died, or is slow): load spreads over replicas,
+        # and a dead one's slots still fire on time while the membership catches up.
+        mine = [w for w in work if self.shards.mine(w.tracked.uid)]
+        others = [w for w in work if not self.shards.mine(w.tracked.uid)]
+        if mine:
+            self._spawn(self._start(mine), name="sundial-claim")
+        if others:
+            asyncio.get_running_loop().call_later(
+                self.settings.lookahead_seconds / 2, self._claim_fallback, others
+            )
+
+    def _claim_fallback(self, work: list[SlotWork]) -> None:
+        if not self._stopping:
+            self._spawn(self._start(work), name="sundial-claim-fallback")
 
     # ------------------------------------------------------------------ claiming
     def _new_run(
@@ -838,6 +857,8 @@ class Runtime:
                     continue
                 last_renew = now
                 await self.leases.put(keys.replica(self.replica), self.token, ttl)
+                if self.shards.update(await self.leases.members(keys.members(), self.replica, ttl)):
+                    log.info("replicas sharing the slots: %s", ", ".join(self.shards.members))
                 cutoff = utcnow() - timedelta(seconds=period)
                 held = [
                     a

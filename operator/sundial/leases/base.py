@@ -39,4 +39,10 @@ class Leases(Protocol):
     async def put(self, key: str, token: str, ttl: float) -> None:
         """Set unconditionally (a replica's own heartbeat)."""
 
+    async def members(self, key: str, name: str, ttl: float) -> list[str]:
+        """Heartbeat ``name`` into the membership ``key`` and return every live member."""
+
+    async def leave(self, key: str, name: str) -> None:
+        """Drop ``name`` from the membership at once (clean shutdown)."""
+
     async def close(self) -> None: ...

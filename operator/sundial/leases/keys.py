@@ -22,6 +22,11 @@ def replica(name: str) -> str:
     return f"{PREFIX}:replica:{name}"
 
 
+def members() -> str:
+    """Sorted set of live replicas (score: heartbeat expiry, ms): who shares the slots."""
+    return f"{PREFIX}:replicas"
+
+
 def cancel(attempt: str) -> str:
     """Set by a replica that wants another replica's attempt cancelled (``Replace``)."""
     return f"{PREFIX}:cancel:{attempt}"

@@ -57,6 +57,12 @@ class LocalLeases:
         del self._held[key]
         return True
 
+    async def members(self, key: str, name: str, ttl: float) -> list[str]:
+        return [name]
+
+    async def leave(self, key: str, name: str) -> None:
+        return None
+
     async def holder(self, key: str) -> str | None:
         entry = self._live(key)
         return None if entry is None else entry[0]

@@ -51,6 +51,14 @@ end
 return n
 """
 
+_MEMBERS = """
+local t = redis.call('time')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('zadd', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('zremrangebyscore', KEYS[1], '-inf', now)
+return redis.call('zrange', KEYS[1], 0, -1)
+"""
+
 # One script call per chunk: a thousand leases cost one command's client overhead, not a
 # thousand. (Multi-key scripts need a single Redis, not Redis Cluster.)
 CHUNK = 2000
@@ -70,6 +78,7 @@ class RedisLeases:
         self._acquire_many = self._redis.register_script(_ACQUIRE_MANY)
         self._renew_many = self._redis.register_script(_RENEW_MANY)
         self._release_many = self._redis.register_script(_RELEASE_MANY)
+        self._members = self._redis.register_script(_MEMBERS)
 
     async def acquire(self, key: str, token: str, ttl: float) -> bool:
         return bool(await self._redis.set(key, token, nx=True, px=max(1, int(ttl * 1000))))
@@ -120,6 +129,14 @@ class RedisLeases:
 
     async def set_flag(self, key: str, ttl: float) -> None:
         await self._redis.set(key, "1", px=max(1, int(ttl * 1000)))
+
+    async def members(self, key: str, name: str, ttl: float) -> list[str]:
+        # Redis' clock, not ours: replicas with skewed clocks still agree on who is alive
+        result = await self._members(keys=[key], args=[name, max(1, int(ttl * 1000))])
+        return [str(m) for m in result]
+
+    async def leave(self, key: str, name: str) -> None:
+        await self._redis.zrem(key, name)
 
     async def close(self) -> None:
         await self._redis.aclose()

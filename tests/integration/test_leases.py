@@ -1,0 +1,69 @@
+"""Lease semantics on both backends: a real redis-server and the in-process fallback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from sundial.leases.base import Leases
+from sundial.leases.local import LocalLeases
+from sundial.leases.redis import RedisLeases
+
+
+@pytest.fixture(params=["redis", "local"])
+async def leases(request: pytest.FixtureRequest) -> AsyncIterator[Leases]:
+    backend: Leases = (
+        RedisLeases(request.getfixturevalue("redis_url")) if request.param == "redis" else LocalLeases()
+    )
+    yield backend
+    await backend.close()
+
+
+async def test_only_the_owner_renews_and_releases(leases: Leases) -> None:
+    key = f"test:{id(leases)}:one"
+    assert await leases.acquire(key, "a", 5)
+    assert not await leases.acquire(key, "b", 5)
+    assert not await leases.renew(key, "b", 5)
+    assert not await leases.release(key, "b")
+    assert await leases.holder(key) == "a"
+    assert await leases.renew(key, "a", 5)
+    assert await leases.release(key, "a")
+    assert await leases.acquire(key, "b", 5)
+
+
+async def test_a_lease_expires_and_can_be_taken_over(leases: Leases) -> None:
+    key = f"test:{id(leases)}:ttl"
+    assert await leases.acquire(key, "dead", 0.2)
+    await asyncio.sleep(0.3)
+    assert await leases.holder(key) is None
+    assert await leases.acquire(key, "alive", 5)
+    assert not await leases.renew(key, "dead", 5)
+
+
+async def test_batches_decide_each_key_on_its_own(leases: Leases) -> None:
+    prefix = f"test:{id(leases)}:batch"
+    taken = [(f"{prefix}:{i}", "a") for i in range(0, 3000, 2)]
+    assert all(await leases.acquire_many(taken, 5))
+    asked = [(f"{prefix}:{i}", "b") for i in range(3000)]
+    won = await leases.acquire_many(asked, 5)
+    assert won == [i % 2 == 1 for i in range(3000)]
+    assert await leases.renew_many(asked[:4], 5) == [False, True, False, True]
+    await leases.release_many(asked)  # only b's keys go
+    holders = await leases.holders([k for k, _ in asked[:4]])
+    assert holders == ["a", None, "a", None]
+
+
+async def test_membership_expires_silent_replicas(leases: Leases) -> None:
+    key = f"test:{id(leases)}:members"
+    if isinstance(leases, LocalLeases):
+        assert await leases.members(key, "a", 5) == ["a"]
+        return
+    assert await leases.members(key, "a", 0.3) == ["a"]
+    assert sorted(await leases.members(key, "b", 5)) == ["a", "b"]
+    await asyncio.sleep(0.4)
+    assert await leases.members(key, "b", 5) == ["b"], "a stopped heartbeating"
+    await leases.members(key, "c", 5)
+    await leases.leave(key, "c")
+    assert await leases.members(key, "b", 5) == ["b"]
