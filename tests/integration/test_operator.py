@@ -249,6 +249,54 @@ def test_retries_then_success(
     assert events and "asked to fail" in events[0]["message"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["killed, another replica", "stopped, same replica restarted"])
+def test_a_recorded_retry_survives_its_replica(
+    how: str, kubectl: Kubectl, namespace: str, pg_redis: tuple[str, str], operator_for: StartOperator
+) -> None:
+    """A retry is a Pending row from the moment it is decided: it runs after a crash or restart,
+    with its backoff kept, exactly once."""
+    db, redis = pg_redis
+    a = operator_for(_env(db, redis, namespace), replica="replica-a")
+    kubectl.apply(
+        cronconfig(
+            "flaky",
+            namespace,
+            schedule="0 0 1 1 *",
+            job={"handler": {"name": "sundial.echo"}},
+            context={"failAttempts": 1},
+            retry={"limit": 2, "backoffSeconds": 8, "maxBackoffSeconds": 8},
+        )
+    )
+    time.sleep(1)
+    subprocess_trigger(kubectl, namespace, "flaky")
+    wait_until(
+        lambda: any(r.attempt == 2 and r.status == "Pending" for r in runs_of(db, namespace, "flaky")),
+        what="the retry recorded while its backoff runs",
+    )
+    if how.startswith("killed"):
+        a.kill()
+        successor = "replica-b"
+    else:
+        assert a.stop() == 0
+        successor = "replica-a"
+    operator_for(_env(db, redis, namespace), replica=successor)
+    wait_until(
+        lambda: any(r.status == "Succeeded" for r in runs_of(db, namespace, "flaky")),
+        timeout=40,
+        what="the retry ran after its replica went away",
+    )
+    time.sleep(2)
+    runs = sorted(runs_of(db, namespace, "flaky"), key=lambda r: r.attempt)
+    assert [(r.attempt, r.status, r.trigger) for r in runs] == [
+        (1, "Failed", "Manual"),
+        (2, "Succeeded", "Retry"),
+    ]
+    assert runs[1].replica == successor
+    assert runs[1].started_at is not None and runs[0].finished_at is not None
+    assert (runs[1].started_at - runs[0].finished_at).total_seconds() >= 7.5, "the backoff is kept"
+
+
 def subprocess_trigger(kubectl: Kubectl, namespace: str, name: str) -> None:
     import subprocess
     import sys

@@ -89,6 +89,10 @@ class Runtime:
         self._claimed: dict[uuid.UUID, tuple[SlotWork, NewRun]] = {}
         """Slots leased and recorded (Pending) ahead of their fire time, not fired yet."""
         self._fire_timers: set[asyncio.TimerHandle] = set()
+        self._retries: dict[uuid.UUID, tuple[SlotWork, NewRun, asyncio.TimerHandle | None]] = {}
+        """Retry attempts recorded Pending, waiting for their backoff to end."""
+        self._recent_retries: dict[uuid.UUID, float] = {}
+        """Retries fired in the last minute: their rows may still read Pending until the flush."""
         """CronConfigs with attempts running here: the lease loop walks these, not all 10,000."""
 
     # ------------------------------------------------------------------ lifecycle
@@ -129,6 +133,10 @@ class Runtime:
                         a.task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
+        # retries decided by the attempts that just finished: let their rows reach the database
+        recording = [t for t in self._tasks if t.get_name().startswith("sundial-retry-")]
+        if recording:
+            await asyncio.wait(recording, timeout=5)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -532,6 +540,10 @@ class Runtime:
         for handle in self._fire_timers:
             handle.cancel()
         self._fire_timers.clear()
+        for _, _, retry_timer in self._retries.values():
+            if retry_timer is not None:
+                retry_timer.cancel()  # their rows stay Pending and are run by whoever comes next
+        self._retries.clear()
         claimed, self._claimed = self._claimed, {}
         if not claimed:
             return
@@ -822,16 +834,48 @@ class Runtime:
 
     def _maybe_retry(self, tracked: Tracked, slot: datetime, attempt: int) -> None:
         spec = tracked.spec
-        if spec is None or attempt > spec.retry.limit or self._stopping:
+        if spec is None or attempt > spec.retry.limit:
             return
-        delay = spec.retry.delay(attempt)
+        due = utcnow() + timedelta(seconds=spec.retry.delay(attempt))
+        self._spawn(self._claim_retry(tracked, slot, attempt + 1, due), name=f"sundial-retry-{tracked.key}")
 
-        async def later() -> None:
-            await asyncio.sleep(delay)
-            if self.tracked.get(tracked.uid) is tracked and not self._stopping:
-                await self._start([SlotWork(tracked, slot, attempt + 1, Trigger.RETRY)])
+    async def _claim_retry(self, tracked: Tracked, slot: datetime, attempt: int, due: datetime) -> None:
+        """A retry is recorded (Pending) when it is decided, not when its backoff ends.
 
-        self._spawn(later(), name=f"sundial-retry-{tracked.key}")
+        So it survives this replica: after a crash another replica adopts the row and runs it at
+        ``due`` (kept in Redis next to the row), and a restart of this replica finds it again.
+        """
+        w = SlotWork(tracked, slot, attempt, Trigger.RETRY)
+        run = self._new_run(tracked, slot, attempt, Trigger.RETRY, RunStatus.PENDING)
+        self._retries[run.id] = (w, run, None)
+        try:
+            inserted = await self.history.claim([run])
+        except Exception:
+            log.exception("[%s] recording retry attempt %d failed; it is lost", tracked.key, attempt)
+            inserted = set()
+        if run.id not in inserted:
+            self._retries.pop(run.id, None)
+            return
+        ttl = self.settings.lease_ttl_seconds
+        delay = max(0.0, (due - utcnow()).total_seconds())
+        with contextlib.suppress(Exception):
+            await self.leases.put(keys.retry_due(str(run.id)), due.isoformat(), delay + ttl * 10)
+        self._schedule_retry(w, run, due)
+
+    def _schedule_retry(self, w: SlotWork, run: NewRun, due: datetime) -> None:
+        if self._stopping:  # the row stays Pending: the next replica (or incarnation) runs it
+            self._retries.pop(run.id, None)
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, (due - utcnow()).total_seconds())
+        handle = loop.call_at(loop.time() + delay, self._fire_retry, run.id)
+        self._retries[run.id] = (w, run, handle)
+
+    def _fire_retry(self, run_id: uuid.UUID) -> None:
+        entry = self._retries.pop(run_id, None)
+        if entry is not None:
+            self._recent_retries[run_id] = time.monotonic()
+            self._spawn(self._fire([(entry[0], entry[1])]), name="sundial-retry")
 
     # ------------------------------------------------------------------ leases
     def _release_soon(self, item: tuple[str, str]) -> None:
@@ -926,17 +970,28 @@ class Runtime:
         ]
         names = sorted({rec.replica or "" for rec in candidates})
         alive = dict(zip(names, await self.leases.holders([keys.replica(n) for n in names]), strict=True))
+        horizon = time.monotonic() - 60
+        self._recent_retries = {i: at for i, at in self._recent_retries.items() if at > horizon}
+        settled = utcnow() - self._born > timedelta(seconds=60)
         for rec in candidates:
             rid = str(rec.id)
             holder = alive.get(rec.replica or "")
-            ours_before = (
-                rec.replica == self.replica and rec.started_at is not None and rec.started_at < self._born
+            ours_before = rec.replica == self.replica and (
+                (rec.started_at is not None and rec.started_at < self._born)
+                or (
+                    rec.status == RunStatus.PENDING
+                    and rec.trigger == Trigger.RETRY
+                    and rec.id not in self._retries
+                    and rec.id not in self._recent_retries
+                )
             )
             if holder is not None and not ours_before:
                 continue
+            tracked = self.tracked.get(rec.config_uid)
+            if rec.status == RunStatus.PENDING and tracked is None and not settled:
+                continue  # its CronConfig may not have been seen yet after a start
             if not await self.leases.acquire(keys.reap(rid), self.token, ttl * 6):
                 continue
-            tracked = self.tracked.get(rec.config_uid)
             if rec.status == RunStatus.PENDING and tracked is not None and await self._adopt(tracked, rec):
                 continue
             now = utcnow()
@@ -1003,7 +1058,10 @@ class Runtime:
             tracked.key,
             rec.replica,
         )
-        if deadline is not None and work.trigger != Trigger.RETRY and lateness > deadline:
+        if work.trigger == Trigger.RETRY:  # a retry keeps its backoff, wherever it runs
+            due_at = _parse_time(await self.leases.holder(keys.retry_due(str(rec.id))))
+            self._schedule_retry(work, run, due_at or utcnow())
+        elif deadline is not None and lateness > deadline:
             self._finish_unstarted(work, run, RunStatus.SKIPPED, "Missed")
         else:
             await self._fire([(work, run)])

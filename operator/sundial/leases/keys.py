@@ -32,6 +32,11 @@ def cancel(attempt: str) -> str:
     return f"{PREFIX}:cancel:{attempt}"
 
 
+def retry_due(run_id: str) -> str:
+    """When a recorded retry attempt may start (its backoff), for whoever adopts it."""
+    return f"{PREFIX}:retry:{run_id}"
+
+
 def reap(run_id: str) -> str:
     """Claim on taking over an abandoned run, so only one replica records the takeover."""
     return f"{PREFIX}:reap:{run_id}"

@@ -240,10 +240,13 @@ class RunStore:
         """At start-up: Pending rows an earlier incarnation of this replica claimed and never started.
 
         Deleting them hands their slots to ``missedRunPolicy`` (they are older than the restart) or
-        back to regular firing, as a graceful shutdown would have.
+        back to regular firing, as a graceful shutdown would have. Recorded retries stay: they are
+        decisions already taken, and the reaper runs them when their backoff ends.
         """
         c = cron_runs.c
-        stmt = sa.delete(cron_runs).where(c.replica == replica, c.status == RunStatus.PENDING.value)
+        stmt = sa.delete(cron_runs).where(
+            c.replica == replica, c.status == RunStatus.PENDING.value, c.trigger != Trigger.RETRY.value
+        )
         with self._engine.begin() as conn:
             return int(conn.execute(stmt).rowcount)
 
