@@ -612,8 +612,9 @@ def test_a_killed_replicas_claimed_slots_are_run_by_the_other(
 ) -> None:
     """SIGKILL while holding slots claimed ahead: the survivor adopts them, late but exactly once."""
     db, redis = pg_redis
-    a = operator_for(_env(db, redis, namespace), replica="replica-a")
-    operator_for(_env(db, redis, namespace), replica="replica-b")
+    replicas = {
+        name: operator_for(_env(db, redis, namespace), replica=name) for name in ("replica-a", "replica-b")
+    }
     kubectl.apply(
         cronconfig(
             "survive",
@@ -623,13 +624,12 @@ def test_a_killed_replicas_claimed_slots_are_run_by_the_other(
             job={"http": {"url": receiver.url, "method": "POST"}},
         )
     )
-    wait_until(
-        lambda: any(r.replica == "replica-a" for r in runs_of(db, namespace, "survive")),
-        timeout=30,
-        what="replica-a claims slots",
-    )
-    time.sleep(3)
-    a.kill()
+    wait_until(lambda: len(runs_of(db, namespace, "survive")) >= 3, timeout=30, what="slots claimed")
+    time.sleep(2)
+    # the replica that claims this CronConfig's slots (its preferred one) is the one to kill
+    victim = max(runs_of(db, namespace, "survive"), key=lambda r: r.scheduled_for).replica
+    assert victim in replicas
+    replicas[victim].kill()
     killed = datetime.now(UTC)
     time.sleep(12)  # heartbeat TTL 3 s + reaper period, then more slots
     counts = Counter(receiver.slots())
@@ -643,6 +643,8 @@ def test_a_killed_replicas_claimed_slots_are_run_by_the_other(
         r for r in runs if killed - timedelta(seconds=2) <= r.scheduled_for <= killed + timedelta(seconds=2)
     ]
     assert around and all(r.status == "Succeeded" for r in around), [(r.status, r.reason) for r in around]
+    survivor = ({"replica-a", "replica-b"} - {victim}).pop()
+    assert {r.replica for r in runs if r.scheduled_for > killed + timedelta(seconds=5)} == {survivor}
 
 
 def test_status_patches_are_coalesced(

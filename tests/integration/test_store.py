@@ -425,3 +425,75 @@ def test_versions_are_recorded_once_per_generation(store: RunStore) -> None:
 def test_store_refuses_other_databases() -> None:
     with pytest.raises(ValueError, match="unsupported database"):
         RunStore("mysql://localhost/x")
+
+
+# --- the `sundial runs` command ----------------------------------------------------------------------
+
+
+def test_sundial_runs_prints_the_history_newest_first(store: RunStore, migrated_url: str) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    first = new_run(T0, replica="replica-a")
+    retry = new_run(T0, attempt=2, trigger="Retry", replica="replica-b")
+    later = new_run(T0 + minutes(1), replica="replica-a")
+    store.claim([first, retry, later])
+    store.finish(
+        [
+            RunUpdate(
+                id=first.id,
+                status="Failed",
+                reason="JobFailed",
+                finished_at=T0 + dt.timedelta(seconds=2),
+                duration_ms=2000,
+                result=None,
+                error="asked to fail (attempt 1)",
+                logs=None,
+                started_at=T0,
+            ),
+            RunUpdate(
+                id=retry.id,
+                status="Succeeded",
+                reason=None,
+                finished_at=T0 + dt.timedelta(seconds=13),
+                duration_ms=1000,
+                result={"ok": True},
+                error=None,
+                logs=None,
+                started_at=T0 + dt.timedelta(seconds=12),
+            ),
+        ]
+    )
+    sundial = Path(sys.executable).parent / "sundial"
+    out = subprocess.run(
+        [str(sundial), "runs", "nightly", "-n", "team-a", "--database-url", migrated_url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert out[0].split() == [
+        "STATUS",
+        "TRIGGER",
+        "ATTEMPT",
+        "SCHEDULED",
+        "STARTED",
+        "FINISHED",
+        "DURATION",
+        "REPLICA",
+        "REASON/ERROR",
+    ]
+    statuses = [line.split()[:3] for line in out[1:]]
+    assert statuses == [
+        ["Pending", "Schedule", "1"],
+        ["Succeeded", "Retry", "2"],
+        ["Failed", "Schedule", "1"],
+    ]
+    assert "2000ms" in out[3] and "asked to fail (attempt 1)" in out[3] and "replica-a" in out[3]
+    empty = subprocess.run(
+        [str(sundial), "runs", "other", "-n", "team-a", "--database-url", migrated_url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "no runs recorded for team-a/other" in empty

@@ -1,0 +1,146 @@
+"""Idle cost: N CronConfigs of which none is due. Memory per CronConfig and CPU while nothing fires.
+
+Real control plane, PostgreSQL and Redis, one operator replica. The CronConfigs fire once a year
+(``0 0 1 1 *``); after they are all scheduled, the operator's CPU is measured over ``--seconds``.
+Peak RSS is compared with an operator watching an empty namespace, side by side in one run.
+
+    .venv/bin/python bench/idle.py --configs 10000 --seconds 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support import services  # noqa: E402
+from tests.support.operator import OperatorProcess  # noqa: E402
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_mib(pid: int, field: str = "VmRSS:") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _scheduled(port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("sundial_scheduled_cronconfigs "):
+                return float(line.split()[-1])
+    return 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--configs", type=int, default=10_000)
+    parser.add_argument("--seconds", type=int, default=30)
+    args = parser.parse_args()
+    with (
+        services.control_plane(controller_manager=False) as plane,
+        services.postgres() as pg,
+        services.redis() as redis_url,
+    ):
+        env = plane.env()
+        kubectl = ["kubectl", "--kubeconfig", str(plane.kubeconfig)]
+        subprocess.run(
+            [*kubectl, "apply", "-f", str(ROOT / "crds")], check=True, capture_output=True, env=env
+        )
+        subprocess.run(
+            [*kubectl, "wait", "--for", "condition=established", "crd/cronconfigs.sundial.io"],
+            check=True,
+            capture_output=True,
+            env=env,
+        )
+        for ns in ("idle", "empty"):
+            subprocess.run([*kubectl, "create", "namespace", ns], check=True, capture_output=True, env=env)
+        t = time.monotonic()
+        for start in range(0, args.configs, 2000):
+            docs = [
+                {
+                    "apiVersion": "sundial.io/v1alpha1",
+                    "kind": "CronConfig",
+                    "metadata": {"name": f"yearly-{i:05d}", "namespace": "idle"},
+                    "spec": {"schedule": "0 0 1 1 *", "job": {"handler": {"name": "sundial.noop"}}},
+                }
+                for i in range(start, min(start + 2000, args.configs))
+            ]
+            subprocess.run(
+                [*kubectl, "apply", "--server-side", "-f", "-"],
+                input=yaml.safe_dump_all(docs).encode(),
+                check=True,
+                capture_output=True,
+                env=env,
+            )
+        print(f"created {args.configs} CronConfigs in {time.monotonic() - t:.1f}s", flush=True)
+        from sundial.store import migrate
+
+        migrate.upgrade(pg.url)
+        workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"sundial-idle-{os.getpid()}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        results: dict[str, tuple[float, float, float, float]] = {}
+        for ns, count in (("empty", 0), ("idle", args.configs)):
+            op = OperatorProcess(
+                kubeconfig=str(plane.kubeconfig),
+                replica=f"idle-{ns}",
+                env={
+                    "SUNDIAL_DATABASE_URL": pg.url,
+                    "SUNDIAL_REDIS_URL": redis_url,
+                    "SUNDIAL_NAMESPACES": ns,
+                },
+                log_dir=workdir,
+            ).start()
+            assert op.proc is not None
+            pid = op.proc.pid
+            try:
+                t0 = time.monotonic()
+                while _scheduled(op.port) < count and time.monotonic() - t0 < 600:
+                    time.sleep(0.5)
+                ready = time.monotonic() - t0
+                time.sleep(10)  # status patches of the newly seen CronConfigs drain at the QPS budget
+                while time.monotonic() - t0 < ready + count / 50 + 10:
+                    time.sleep(1)
+                cpu0 = _cpu_seconds(pid)
+                time.sleep(args.seconds)
+                cpu = _cpu_seconds(pid) - cpu0
+                results[ns] = (ready, _rss_mib(pid), _rss_mib(pid, "VmHWM:"), cpu)
+            finally:
+                op.stop(timeout=60)
+    print(
+        f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, "
+        f"python {platform.python_version()}"
+    )
+    print(f"date: {datetime.now(UTC).isoformat(timespec='seconds')}")
+    for ns, (ready, rss, hwm, cpu) in results.items():
+        n = args.configs if ns == "idle" else 0
+        print(
+            f"{n:>6} CronConfigs: scheduled after {ready:.1f}s, RSS {rss:.0f} MiB (peak {hwm:.0f}), "
+            f"CPU {cpu:.2f}s over {args.seconds}s ({100 * cpu / args.seconds:.1f}% of a core) "
+            "while nothing is due"
+        )
+    base, loaded = results["empty"][1], results["idle"][1]
+    print(f"memory per CronConfig: {(loaded - base) * 1024 / max(args.configs, 1):.1f} KiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
