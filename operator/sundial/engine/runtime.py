@@ -219,7 +219,6 @@ class Runtime:
         if was_invalid:
             self._update_gauges(invalid=True)
         tracked.spec, tracked.schedule = result.spec, result.schedule
-        tracked.spec_raw = result.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
         if not tracked.ready:
             self._intake[tracked.uid] = tracked
             self._intake_wakeup.set()

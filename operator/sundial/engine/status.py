@@ -42,6 +42,13 @@ def _run_key(run: dict[str, Any] | None) -> tuple[str, int, str]:
     )
 
 
+def _slim(body: dict[str, Any]) -> dict[str, Any]:
+    """Only what merging needs: a whole object (managedFields, spec, annotations) per CronConfig
+    would cost kilobytes each at 10,000 CronConfigs."""
+    meta = body.get("metadata") or {}
+    return {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": body.get("status") or {}}
+
+
 @dataclass
 class _Entry:
     namespace: str
@@ -66,7 +73,7 @@ class StatusPatcher:
         """Remember the newest object seen, for resourceVersion and no-regression checks."""
         meta = body.get("metadata", {})
         entry = self._entries.setdefault(uid, _Entry(meta.get("namespace", ""), meta.get("name", "")))
-        entry.body = body
+        entry.body = _slim(body)
 
     def forget(self, uid: str) -> None:
         self._entries.pop(uid, None)
@@ -162,15 +169,15 @@ class StatusPatcher:
                 return
             rv = ((entry.body or {}).get("metadata") or {}).get("resourceVersion")
             try:
-                entry.body = await self._kube.patch_status(
-                    entry.namespace, entry.name, patch, resource_version=rv
+                entry.body = _slim(
+                    await self._kube.patch_status(entry.namespace, entry.name, patch, resource_version=rv)
                 )
                 PATCHES.labels("ok").inc()
                 return
             except Conflict:
                 PATCHES.labels("conflict").inc()
                 try:
-                    entry.body = await self._kube.get(entry.namespace, entry.name)
+                    entry.body = _slim(await self._kube.get(entry.namespace, entry.name))
                 except Gone:
                     return
             except Gone:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from sundial.models.spec import CronConfigSpec
@@ -37,7 +37,6 @@ class Tracked:
     generation: int
     created: datetime
     spec: CronConfigSpec | None = None
-    spec_raw: dict[str, Any] = field(default_factory=dict)
     schedule: Schedule | None = None
     invalid: str | None = None
     next_slot: datetime | None = None
