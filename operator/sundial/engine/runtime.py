@@ -17,19 +17,20 @@ import logging
 import time
 import uuid
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
 
 from sundial import metrics, validation
+from sundial.engine.clock import parse_time, utcnow
 from sundial.engine.history import History
 from sundial.engine.kube import Kube
 from sundial.engine.scheduler import Scheduler
 from sundial.engine.sharding import Shards
 from sundial.engine.status import StatusPatcher, rfc3339
-from sundial.engine.tracked import Attempt, Tracked
+from sundial.engine.takeover import Takeover
+from sundial.engine.tracked import Attempt, SlotWork, Tracked
 from sundial.jobs import handler as handler_job
 from sundial.jobs import http as http_job
 from sundial.jobs import registry
@@ -40,24 +41,10 @@ from sundial.models.runs import RunStatus, Trigger
 from sundial.models.spec import ConcurrencyPolicy
 from sundial.scheduling import jitter_offset, plan_missed
 from sundial.settings import Settings
-from sundial.store.records import NewRun, RunRecord, RunUpdate
+from sundial.store.records import NewRun, RunUpdate
 
 log = logging.getLogger("sundial.engine")
 RUN_NOW = "sundial.io/run-now"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class SlotWork:
-    """One attempt of one slot waiting to be claimed."""
-
-    tracked: Tracked
-    slot: datetime
-    attempt: int
-    trigger: str
 
 
 class Runtime:
@@ -81,7 +68,7 @@ class Runtime:
         self._services: dict[str, asyncio.Task[Any]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._stopping = False
-        self._verify: list[tuple[float, SlotWork]] = []
+        self.takeover = Takeover(self)
         self._releases: list[tuple[str, str]] = []
         self._lease_wakeup = asyncio.Event()
         self._born = utcnow()
@@ -106,7 +93,7 @@ class Runtime:
             ("scheduler", self.scheduler.run()),
             ("status", self.status.run()),
             ("intake", self._intake_loop()),
-            ("reaper", self._reaper_loop()),
+            ("reaper", self.takeover.run()),
             ("leases", self._lease_loop()),
         ):
             self._services[name] = asyncio.create_task(coro, name=f"sundial-{name}")
@@ -180,7 +167,7 @@ class Runtime:
                 namespace=meta.get("namespace", ""),
                 name=meta.get("name", ""),
                 generation=-1,
-                created=_parse_time(meta.get("creationTimestamp")) or utcnow(),
+                created=parse_time(meta.get("creationTimestamp")) or utcnow(),
             )
             self.tracked[uid] = tracked
             self.history.config_seen(uid, tracked.namespace, tracked.name, tracked.created)
@@ -490,7 +477,7 @@ class Runtime:
                     max(0.0, (self._fire_time(w) - now).total_seconds())
                     + self.settings.lease_ttl_seconds * 1.5
                 )
-                self._verify.append((time.monotonic() + check_at, w))
+                self.takeover.expect(w, check_at)
                 continue
             claims.append((w, self._new_run(w.tracked, w.slot, w.attempt, w.trigger, RunStatus.PENDING)))
         if skipped:
@@ -503,7 +490,7 @@ class Runtime:
             log.exception("claiming %d runs failed; they will be retried by takeover", len(claims))
             inserted = set()
             for w, _ in claims:
-                self._verify.append((time.monotonic() + self.settings.lease_ttl_seconds, w))
+                self.takeover.expect(w, self.settings.lease_ttl_seconds)
         log.debug("claim n=%d took=%.1fms", len(claims), (utcnow() - t_start).total_seconds() * 1000)
         by_time: dict[datetime, list[tuple[SlotWork, NewRun]]] = {}
         for w, run in claims:
@@ -922,150 +909,6 @@ class Runtime:
                 log.exception("lease maintenance failed; retrying")
                 await asyncio.sleep(period)
 
-    # ------------------------------------------------------------------ takeover
-    async def _reaper_loop(self) -> None:
-        """Take over slots whose claimer vanished and runs whose owner died."""
-        ttl = self.settings.lease_ttl_seconds
-        while True:
-            await asyncio.sleep(min(ttl / 2, 5.0))
-            try:
-                await self._verify_claims()
-                await self._reap_orphans()
-            except Exception:
-                log.exception("takeover check failed")
-
-    async def _verify_claims(self) -> None:
-        now = time.monotonic()
-        due = [w for at, w in self._verify if at <= now]
-        self._verify = [(at, w) for at, w in self._verify if at > now]
-        if not due:
-            return
-        exists = await self.history.call(
-            self.history.store.existing_slots, [(w.tracked.uid, w.slot, w.attempt) for w in due]
-        )
-        orphaned = [
-            w
-            for w in due
-            if (w.tracked.uid, w.slot, w.attempt) not in exists
-            and self.tracked.get(w.tracked.uid) is w.tracked
-        ]
-        if orphaned:
-            metrics.TAKEOVERS.inc(len(orphaned))
-            log.warning("taking over %d slots whose claimer did not record them", len(orphaned))
-            await self._start(orphaned)
-
-    async def _reap_orphans(self) -> None:
-        """Running rows whose replica's heartbeat is gone (or an earlier incarnation of this one)."""
-        ttl = self.settings.lease_ttl_seconds
-        unfinished = await self.history.call(self.history.store.unfinished)
-        if not unfinished:
-            return
-        local = {a for t in self._with_active.values() for a in t.active}
-        cutoff = utcnow() - timedelta(seconds=ttl * 1.5)
-        candidates = [
-            rec
-            for rec in unfinished
-            if str(rec.id) not in local and not (rec.started_at and rec.started_at > cutoff)
-        ]
-        names = sorted({rec.replica or "" for rec in candidates})
-        alive = dict(zip(names, await self.leases.holders([keys.replica(n) for n in names]), strict=True))
-        horizon = time.monotonic() - 60
-        self._recent_retries = {i: at for i, at in self._recent_retries.items() if at > horizon}
-        settled = utcnow() - self._born > timedelta(seconds=60)
-        for rec in candidates:
-            rid = str(rec.id)
-            holder = alive.get(rec.replica or "")
-            ours_before = rec.replica == self.replica and (
-                (rec.started_at is not None and rec.started_at < self._born)
-                or (
-                    rec.status == RunStatus.PENDING
-                    and rec.trigger == Trigger.RETRY
-                    and rec.id not in self._retries
-                    and rec.id not in self._recent_retries
-                )
-            )
-            if holder is not None and not ours_before:
-                continue
-            tracked = self.tracked.get(rec.config_uid)
-            if rec.status == RunStatus.PENDING and tracked is None and not settled:
-                continue  # its CronConfig may not have been seen yet after a start
-            if not await self.leases.acquire(keys.reap(rid), self.token, ttl * 6):
-                continue
-            if rec.status == RunStatus.PENDING and tracked is not None and await self._adopt(tracked, rec):
-                continue
-            now = utcnow()
-            self.history.finish(
-                RunUpdate(
-                    id=rec.id,
-                    status=str(RunStatus.FAILED),
-                    reason="OwnerLost",
-                    finished_at=now,
-                    duration_ms=int((now - rec.started_at).total_seconds() * 1000)
-                    if rec.started_at
-                    else None,
-                    result=None,
-                    error=f"replica {rec.replica} stopped before the attempt finished; "
-                    f"taken over by {self.replica}",
-                    logs=None,
-                )
-            )
-            metrics.TAKEOVERS.inc()
-            log.warning(
-                "run %s of %s/%s lost its owner %s; marked Failed", rid, rec.namespace, rec.name, rec.replica
-            )
-            if tracked is not None:
-                self._status_finished(
-                    tracked,
-                    rec.id,
-                    rec.scheduled_for,
-                    rec.attempt,
-                    str(rec.trigger),
-                    RunStatus.FAILED,
-                    "OwnerLost",
-                    started=rec.started_at,
-                    finished=now,
-                )
-                self._maybe_retry(tracked, rec.scheduled_for, rec.attempt)
-
-    async def _adopt(self, tracked: Tracked, rec: RunRecord) -> bool:
-        """A slot its dead claimer recorded (Pending) but never started: run it here, late but once.
-
-        The row moves to this replica only if it is still Pending and still the dead replica's, so
-        two reapers cannot both adopt it. Past the starting deadline it is Skipped (Missed) instead.
-        """
-        if not await self.history.call(self.history.store.adopt_pending, rec.id, rec.replica, self.replica):
-            return False
-        metrics.TAKEOVERS.inc()
-        work = SlotWork(tracked, rec.scheduled_for, rec.attempt, str(rec.trigger))
-        run = NewRun(
-            id=rec.id,
-            config_uid=rec.config_uid,
-            namespace=rec.namespace,
-            name=rec.name,
-            generation=rec.generation,
-            scheduled_for=rec.scheduled_for,
-            trigger=str(rec.trigger),
-            attempt=rec.attempt,
-            status=str(RunStatus.PENDING),
-            replica=self.replica,
-        )
-        deadline = tracked.spec.starting_deadline_seconds if tracked.spec else None
-        lateness = (utcnow() - self._fire_time(work)).total_seconds()
-        log.warning(
-            "run %s of %s was claimed by %s, which died before starting it; adopted",
-            rec.id,
-            tracked.key,
-            rec.replica,
-        )
-        if work.trigger == Trigger.RETRY:  # a retry keeps its backoff, wherever it runs
-            due_at = _parse_time(await self.leases.holder(keys.retry_due(str(rec.id))))
-            self._schedule_retry(work, run, due_at or utcnow())
-        elif deadline is not None and lateness > deadline:
-            self._finish_unstarted(work, run, RunStatus.SKIPPED, "Missed")
-        else:
-            await self._fire([(work, run)])
-        return True
-
     # ------------------------------------------------------------------ status & events
     def _conditions(self, tracked: Tracked) -> list[dict[str, Any]]:
         spec = tracked.spec
@@ -1186,14 +1029,6 @@ class Runtime:
     async def _event(self, tracked: Tracked, reason: str, message: str, type_: str) -> None:
         body = {"metadata": {"name": tracked.name, "namespace": tracked.namespace, "uid": tracked.uid}}
         await self.kube.event(body, reason=reason, message=message, type_=type_)
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    if isinstance(value, datetime):
-        return value.astimezone(UTC)
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC)
 
 
 def _jsonable(value: Any) -> Any:

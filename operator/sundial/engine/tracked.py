@@ -53,3 +53,13 @@ class Tracked:
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class SlotWork:
+    """One attempt of one slot waiting to be claimed."""
+
+    tracked: Tracked
+    slot: datetime
+    attempt: int
+    trigger: str
