@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -21,6 +22,18 @@ from sundial.store import migrate
 from sundial.store.store import RunStore
 
 log = logging.getLogger("sundial")
+
+
+_gc_started = 0.0
+
+
+def _log_slow_collections(phase: str, info: dict[str, int]) -> None:
+    """Debug only: full collections that pause the event loop long enough to delay firing."""
+    global _gc_started
+    if phase == "start":
+        _gc_started = time.perf_counter()
+    elif (took := (time.perf_counter() - _gc_started) * 1000) > 5:
+        log.debug("gc generation %d took %.1fms (%d collected)", info["generation"], took, info["collected"])
 
 
 @dataclass
@@ -73,6 +86,8 @@ async def start(settings: Settings) -> App:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 100)
+    if log.isEnabledFor(logging.DEBUG):
+        gc.callbacks.append(_log_slow_collections)
     log.info(
         "sundial replica %s started (handlers: %s)", settings.replica, ", ".join(registry.names()) or "none"
     )
