@@ -18,39 +18,15 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
 import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.support import services  # noqa: E402
-from tests.support.operator import OperatorProcess  # noqa: E402
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _metric(port: int, prefix: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith(prefix):
-                return float(line.split()[-1])
-    return 0.0
+from common import ROOT, components, cpu_seconds, kubectl, metric, rss_mib
+from tests.support import services
+from tests.support.operator import OperatorProcess
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -78,10 +54,8 @@ def _run_phase(
     redis_url: str,
     replicas: int,
 ) -> Phase:
-    env = plane.env()
-    kubectl = ["kubectl", "--kubeconfig", str(plane.kubeconfig)]
     namespace = f"bench-{replicas}r"
-    subprocess.run([*kubectl, "create", "namespace", namespace], check=True, capture_output=True, env=env)
+    kubectl(plane, "create", "namespace", namespace)
     docs = [
         {
             "apiVersion": "sundial.io/v1alpha1",
@@ -92,13 +66,7 @@ def _run_phase(
         for i in range(args.configs)
     ]
     t = time.monotonic()
-    subprocess.run(
-        [*kubectl, "apply", "--server-side", "-f", "-"],
-        input=yaml.safe_dump_all(docs).encode(),
-        check=True,
-        capture_output=True,
-        env=env,
-    )
+    kubectl(plane, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(docs).encode())
     print(f"[{replicas} replica(s)] created {args.configs} CronConfigs in {time.monotonic() - t:.1f}s")
     workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"sundial-bench-{os.getpid()}"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -127,14 +95,14 @@ def _run_phase(
     try:
         time.sleep(args.warmup)
         start = datetime.now(UTC)
-        cpu0 = [_cpu_seconds(pid) for pid in pids]
-        patches0 = sum(_metric(op.port, PATCHES) for op in ops)
+        cpu0 = [cpu_seconds(pid) for pid in pids]
+        patches0 = sum(metric(op.port, PATCHES) for op in ops)
         t0 = time.monotonic()
         time.sleep(args.seconds)
         elapsed = time.monotonic() - t0
-        cpu = [_cpu_seconds(pid) - c for pid, c in zip(pids, cpu0, strict=True)]
-        patches = sum(_metric(op.port, PATCHES) for op in ops) - patches0
-        rss = [_peak_rss_mib(pid) for pid in pids]
+        cpu = [cpu_seconds(pid) - c for pid, c in zip(pids, cpu0, strict=True)]
+        patches = sum(metric(op.port, PATCHES) for op in ops) - patches0
+        rss = [rss_mib(pid, "VmHWM:") for pid in pids]
         end = start + timedelta(seconds=args.seconds)
     finally:
         for op in ops:
@@ -143,9 +111,7 @@ def _run_phase(
                 op.stop(timeout=60)
             except subprocess.TimeoutExpired:
                 print("operator did not stop within 60s of SIGTERM; killed", flush=True)
-        subprocess.run(
-            [*kubectl, "delete", "namespace", namespace, "--wait=false"], capture_output=True, env=env
-        )
+        kubectl(plane, "delete", "namespace", namespace, "--wait=false")
     engine = sa.create_engine(db_url)
     with engine.connect() as conn:
         rows = conn.execute(
@@ -216,26 +182,8 @@ def main() -> int:
     args = parser.parse_args()
     counts = [int(n) for n in args.replicas.split(",")]
 
-    with (
-        services.control_plane(controller_manager=False) as plane,
-        services.postgres() as pg,
-        services.redis() as redis_url,
-    ):
-        env = plane.env()
-        kubectl = ["kubectl", "--kubeconfig", str(plane.kubeconfig)]
-        subprocess.run(
-            [*kubectl, "apply", "-f", str(ROOT / "crds")], check=True, capture_output=True, env=env
-        )
-        subprocess.run(
-            [*kubectl, "wait", "--for", "condition=established", "crd/cronconfigs.sundial.io"],
-            check=True,
-            capture_output=True,
-            env=env,
-        )
-        from sundial.store import migrate
-
-        migrate.upgrade(pg.url)
-        phases = [_run_phase(args, plane, pg.url, redis_url, n) for n in counts]
+    with components() as (plane, db_url, redis_url):
+        phases = [_run_phase(args, plane, db_url, redis_url, n) for n in counts]
 
     print(
         f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, "

@@ -12,40 +12,18 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import time
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.support import services  # noqa: E402
-from tests.support.operator import OperatorProcess  # noqa: E402
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _rss_mib(pid: int, field: str = "VmRSS:") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+from common import components, cpu_seconds, kubectl, metric, rss_mib
+from tests.support.operator import OperatorProcess
 
 
 def _scheduled(port: int) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith("sundial_scheduled_cronconfigs "):
-                return float(line.split()[-1])
-    return 0.0
+    return metric(port, "sundial_scheduled_cronconfigs ")
 
 
 def main() -> int:
@@ -55,24 +33,9 @@ def main() -> int:
     parser.add_argument("--configs", type=int, default=10_000)
     parser.add_argument("--seconds", type=int, default=30)
     args = parser.parse_args()
-    with (
-        services.control_plane(controller_manager=False) as plane,
-        services.postgres() as pg,
-        services.redis() as redis_url,
-    ):
-        env = plane.env()
-        kubectl = ["kubectl", "--kubeconfig", str(plane.kubeconfig)]
-        subprocess.run(
-            [*kubectl, "apply", "-f", str(ROOT / "crds")], check=True, capture_output=True, env=env
-        )
-        subprocess.run(
-            [*kubectl, "wait", "--for", "condition=established", "crd/cronconfigs.sundial.io"],
-            check=True,
-            capture_output=True,
-            env=env,
-        )
+    with components() as (plane, db_url, redis_url):
         for ns in ("idle", "empty"):
-            subprocess.run([*kubectl, "create", "namespace", ns], check=True, capture_output=True, env=env)
+            kubectl(plane, "create", "namespace", ns)
         t = time.monotonic()
         for start in range(0, args.configs, 2000):
             docs = [
@@ -84,17 +47,8 @@ def main() -> int:
                 }
                 for i in range(start, min(start + 2000, args.configs))
             ]
-            subprocess.run(
-                [*kubectl, "apply", "--server-side", "-f", "-"],
-                input=yaml.safe_dump_all(docs).encode(),
-                check=True,
-                capture_output=True,
-                env=env,
-            )
+            kubectl(plane, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(docs).encode())
         print(f"created {args.configs} CronConfigs in {time.monotonic() - t:.1f}s", flush=True)
-        from sundial.store import migrate
-
-        migrate.upgrade(pg.url)
         workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"sundial-idle-{os.getpid()}"
         workdir.mkdir(parents=True, exist_ok=True)
         results: dict[str, tuple[float, float, float, float]] = {}
@@ -103,7 +57,7 @@ def main() -> int:
                 kubeconfig=str(plane.kubeconfig),
                 replica=f"idle-{ns}",
                 env={
-                    "SUNDIAL_DATABASE_URL": pg.url,
+                    "SUNDIAL_DATABASE_URL": db_url,
                     "SUNDIAL_REDIS_URL": redis_url,
                     "SUNDIAL_NAMESPACES": ns,
                 },
@@ -119,10 +73,10 @@ def main() -> int:
                 time.sleep(10)  # status patches of the newly seen CronConfigs drain at the QPS budget
                 while time.monotonic() - t0 < ready + count / 50 + 10:
                     time.sleep(1)
-                cpu0 = _cpu_seconds(pid)
+                cpu0 = cpu_seconds(pid)
                 time.sleep(args.seconds)
-                cpu = _cpu_seconds(pid) - cpu0
-                results[ns] = (ready, _rss_mib(pid), _rss_mib(pid, "VmHWM:"), cpu)
+                cpu = cpu_seconds(pid) - cpu0
+                results[ns] = (ready, rss_mib(pid), rss_mib(pid, "VmHWM:"), cpu)
             finally:
                 op.stop(timeout=60)
     print(

@@ -702,9 +702,8 @@ class Runtime:
         metrics.ACTIVE.inc()
         started = utcnow()
         self.history.started(run.id, started)
-        planned = w.slot + timedelta(seconds=jitter_offset(tracked.uid, w.slot, spec.jitter_seconds))
         if w.trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP):
-            metrics.FIRE_LAG.observe(max(0.0, (started - planned).total_seconds()))
+            metrics.FIRE_LAG.observe(max(0.0, (started - self._fire_time(w)).total_seconds()))
         self._status_started(tracked, attempt)
         capture = Capture()
         ctx = JobContext(
