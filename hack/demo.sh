@@ -23,7 +23,7 @@ kubectl wait --for condition=established --timeout=30s crd/cronconfigs.sundial.i
 
 python3 "$ROOT/hack/receiver.py" 8765 >"$DIR/receiver.log" 2>&1 & pids+=($!)
 rm -f "$DIR/sundial.db"
-(cd "$DIR" && SUNDIAL_DATABASE_URL="sqlite:///$DIR/sundial.db" SUNDIAL_HTTP_PORT="${SUNDIAL_HTTP_PORT:-8080}" \
+(cd "$DIR" && SUNDIAL_HANDLERS=sundial.examples SUNDIAL_DATABASE_URL="sqlite:///$DIR/sundial.db" SUNDIAL_HTTP_PORT="${SUNDIAL_HTTP_PORT:-8080}" \
   exec "$ROOT/.venv/bin/sundial" run >"$DIR/operator.log" 2>&1) & pids+=($!)
 
 for f in "$ROOT"/manifests/examples/*.yaml; do

@@ -12,9 +12,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sundial.engine.history import History
-from sundial.engine.kube import Kube, load_client
 from sundial.engine.runtime import Runtime
 from sundial.jobs import registry
+from sundial.kube import Kube, load_client
 from sundial.leases import LocalLeases, RedisLeases
 from sundial.leases.base import Leases
 from sundial.settings import Settings
@@ -77,7 +77,6 @@ async def start(settings: Settings) -> App:
         kube=kube,
         history=History(store, flush_seconds=settings.history_flush_seconds),
         leases=leases,
-        redis_shared=bool(settings.redis_url),
     )
     await runtime.start()
     runner = await serve(settings)

@@ -96,8 +96,8 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 def _cmd_trigger(args: argparse.Namespace) -> int:
     from kubernetes import client
 
-    from sundial.engine.kube import GROUP, PLURAL, VERSION, load_client
-    from sundial.engine.runtime import RUN_NOW
+    from sundial.kube import load_client
+    from sundial.models.resource import GROUP, PLURAL, RUN_NOW, VERSION
 
     value = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}"
     api = client.CustomObjectsApi(load_client())

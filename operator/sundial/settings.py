@@ -47,8 +47,6 @@ class Settings(BaseSettings):
     whole seconds; claiming at half seconds keeps the claim work away from the fire instants."""
     history_flush_seconds: float = 0.2
     """How long finished-run updates may wait to be written in one batch."""
-    default_starting_deadline_seconds: int = 60
-    """Startup catch-up window when a CronConfig sets no startingDeadlineSeconds."""
 
     @field_validator("namespaces", "handlers", mode="before")
     @classmethod

@@ -11,7 +11,6 @@ validator bug must become a message, not a crashed operator.
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import json
 import logging
@@ -20,10 +19,10 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import pydantic
 
+from sundial.jobs import kinds
 from sundial.models import spec as spec_models
 from sundial.models.base import format_timestamp
 from sundial.models.errors import format_location, format_validation_error
@@ -32,7 +31,6 @@ from sundial.scheduling.oneshot import OneShot
 
 log = logging.getLogger("sundial.validation")
 
-SUPPORTED_JOBS = frozenset({"http", "handler"})
 MAX_CONTEXT_BYTES = 64 * 1024
 """``spec.context`` as compact UTF-8 JSON may not be larger than this."""
 MAX_DEPTH = 64
@@ -40,7 +38,6 @@ MAX_DEPTH = 64
 MAX_VALUES = 100_000
 """Values (objects, lists and scalars) in one spec; a spec is a few hundred, an attack is millions."""
 SECRET_REF_FIELDS = frozenset({"secretKeyRef", "connectionSecretRef"})
-LINK_LOCAL = ipaddress.ip_network("169.254.0.0/16")
 _PERIOD_SAMPLES = 6
 # Cron fields in the order of a 6-field expression: name, lowest and highest value.
 _CRON_FIELDS = (
@@ -326,9 +323,7 @@ def _schedule_of(
 
 # ------------------------------------------------------------------------------------- what it runs
 def _handler_refs(job: spec_models.JobSpec) -> Iterator[tuple[str, str]]:
-    """Every handler name in the job with the path of its ``name`` field."""
-    if job.handler is not None:
-        yield "spec.job.handler.name", job.handler.name
+    """Handler names a job type of its own does not check yet (fan-out's) with their paths."""
     if job.fanout is not None:
         if job.fanout.source.handler is not None:
             yield "spec.job.fanout.source.handler.name", job.fanout.source.handler.name
@@ -367,28 +362,20 @@ def _check_raw_handlers(
 def _check_job(
     spec: spec_models.CronConfigSpec, known_handlers: Collection[str] | None, report: _Report
 ) -> None:
-    kind = str(spec.job.kind)
-    if kind not in SUPPORTED_JOBS:
+    kind = spec.job.kind
+    job_type = kinds.for_check(kind)
+    if job_type is None:
         report.problem(
             f"spec.job.{kind}",
             f"job type '{kind}' is not supported by this sundial version yet "
-            f"(supported: {', '.join(sorted(SUPPORTED_JOBS))})",
+            f"(supported: {', '.join(sorted(kinds.supported()))})",
         )
+    else:
+        for finding in job_type.check(spec.job.selected, known_handlers=known_handlers):
+            (report.warning if finding.warning else report.problem)(finding.path, finding.message)
     if known_handlers is not None:
         for path, name in _handler_refs(spec.job):
             _check_handler_name(path, name, known_handlers, report)
-    if spec.job.http is not None:
-        host = urlsplit(spec.job.http.url).hostname or ""
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return
-        if address in LINK_LOCAL or (address.version == 6 and address.is_link_local):
-            report.warning(
-                "spec.job.http.url",
-                f"{address} is a link-local (cloud metadata) address: HTTP jobs refuse it unless the "
-                "operator runs with SUNDIAL_ALLOW_LINK_LOCAL=true",
-            )
 
 
 # ------------------------------------------------------------------------------------- risky specs

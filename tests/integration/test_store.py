@@ -229,9 +229,9 @@ def test_adopting_a_dead_replicas_pending_run_happens_once(store: RunStore) -> N
     pending, started = new_run(T0, replica="a"), new_run(T0 + minutes(1), replica="a")
     store.claim([pending, started])
     store.mark_started([(started.id, T0 + minutes(1))])
-    assert store.adopt_pending(pending.id, "a", "b")
-    assert not store.adopt_pending(pending.id, "a", "c"), "already adopted by b"
-    assert not store.adopt_pending(started.id, "a", "b"), "started runs are not adopted"
+    assert store.adopt(pending.id, "a", "b")
+    assert not store.adopt(pending.id, "a", "c"), "already adopted by b"
+    assert not store.adopt(started.id, "a", "b"), "started runs are not adopted"
     adopted = store.get_run(pending.id)
     assert adopted is not None and adopted.replica == "b" and adopted.status == "Pending"
 

@@ -23,8 +23,8 @@ import pytest
 import yaml
 
 from sundial import validation
-from sundial.engine.kube import load_client
 from sundial.jobs import registry
+from sundial.kube import load_client
 from sundial.webhook import certs, inject, keeper, secret
 from tests.support.kube import Kubectl, cronconfig, wait_until
 from tests.support.operator import OperatorProcess
@@ -43,7 +43,7 @@ def spec_for(case: dict[str, Any]) -> dict[str, Any]:
 
 def expected_message(spec: dict[str, Any]) -> str:
     """What the operator's validator says about ``spec``, computed here with the same code."""
-    registry.load([])
+    registry.load(["sundial.examples"])
     result = validation.validate_object({"spec": spec}, known_handlers=registry.names())
     assert isinstance(result, validation.Invalid)
     return "; ".join(result.problems)

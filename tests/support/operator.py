@@ -39,6 +39,7 @@ class OperatorProcess:
             "SUNDIAL_HTTP_PORT": str(self.port),
             "SUNDIAL_HTTP_HOST": "127.0.0.1",
             "PYTHONPATH": str(ROOT),
+            "SUNDIAL_HANDLERS": "sundial.examples",  # sundial.echo: sleeps and fails on request
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None

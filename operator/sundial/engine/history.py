@@ -11,11 +11,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
+from sundial.engine.clock import Clock, SystemClock
+from sundial.retrying import log_fault
 from sundial.store.records import NewRun, RunUpdate
 from sundial.store.store import RunStore
 
@@ -24,9 +26,18 @@ T = TypeVar("T")
 
 
 class History:
-    def __init__(self, store: RunStore, *, flush_seconds: float = 0.2, max_batch: int = 500) -> None:
+    def __init__(
+        self,
+        store: RunStore,
+        *,
+        flush_seconds: float = 0.2,
+        max_batch: int = 500,
+        clock: Clock | None = None,
+        executor: Executor | None = None,
+    ) -> None:
         self.store = store
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sundial-history")
+        self._clock: Clock = clock or SystemClock()
+        self._pool = executor or ThreadPoolExecutor(max_workers=4, thread_name_prefix="sundial-history")
         self._pending: list[RunUpdate] = []
         self._started: list[tuple[UUID, datetime]] = []
         self._configs: list[tuple[str, str, str, datetime]] = []
@@ -83,10 +94,8 @@ class History:
             versions, self._versions = self._versions, []
             try:
                 await self.call(self.store.record_configs, configs, versions)
-            except Exception:
-                log.exception(
-                    "recording %d CronConfigs / %d spec versions failed", len(configs), len(versions)
-                )
+            except Exception as err:
+                log_fault(f"recording {len(configs)} CronConfigs / {len(versions)} spec versions", err)
                 self._configs[:0], self._versions[:0] = configs, versions
         while self._started:
             batch_started, self._started = (
@@ -95,23 +104,22 @@ class History:
             )
             try:
                 await self.call(self.store.mark_started, batch_started)
-            except Exception:
-                log.exception("marking %d runs as started failed", len(batch_started))
+            except Exception as err:
+                log_fault(f"marking {len(batch_started)} runs as started", err)
         while self._pending:
             batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
             try:
                 await self.call(self.store.finish, batch)
-            except Exception:
-                log.exception("writing %d finished runs failed; retrying", len(batch))
+            except Exception as err:
+                log_fault(f"writing {len(batch)} finished runs (retrying in 1s)", err)
                 self._pending[:0] = batch
-                await asyncio.sleep(1.0)
+                await self._clock.sleep(1.0)
                 if self._closed:
                     raise
 
     async def _flusher(self) -> None:
         while not self._closed:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=self._flush_seconds)
+            await self._clock.wait(self._wakeup, self._flush_seconds)
             self._wakeup.clear()
             await self.flush()
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-import time
 from collections.abc import Awaitable, Callable, Hashable
 from datetime import datetime
+
+from sundial.engine.clock import Clock, SystemClock
 
 DueHandler = Callable[[list[Hashable]], Awaitable[None]]
 
@@ -20,9 +21,9 @@ DueHandler = Callable[[list[Hashable]], Awaitable[None]]
 class Scheduler:
     """Fires ``on_due(keys)`` with every key whose time has come, batched per wake-up."""
 
-    def __init__(self, on_due: DueHandler, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, on_due: DueHandler, *, clock: Clock | None = None) -> None:
         self._on_due = on_due
-        self._clock = clock
+        self._clock: Clock = clock or SystemClock()
         self._heap: list[tuple[float, int, Hashable]] = []
         self._versions: dict[Hashable, int] = {}
         self._seq = itertools.count()
@@ -76,13 +77,9 @@ class Scheduler:
             if nxt is None:
                 await self._changed.wait()
                 continue
-            delay = nxt - self._clock()
-            if delay > 0:
-                try:
-                    await asyncio.wait_for(self._changed.wait(), timeout=delay)
-                    continue  # an earlier entry arrived: recompute the sleep
-                except TimeoutError:
-                    pass
-            due = self.pop_due(self._clock())
+            delay = nxt - self._clock.now().timestamp()
+            if delay > 0 and await self._clock.wait(self._changed, delay):
+                continue  # an earlier entry arrived: recompute the sleep
+            due = self.pop_due(self._clock.now().timestamp())
             if due:
                 await self._on_due(due)

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import Counter
 
-from sundial.engine.kube import Conflict, Gone, Kube
+from sundial.engine.clock import Clock, SystemClock
+from sundial.kube import Conflict, Gone, Kube
+from sundial.models.base import format_timestamp, parse_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -26,20 +27,21 @@ PATCHES = Counter("sundial_status_patches_total", "Status patches sent to the AP
 MONOTONIC_TIMES = ("lastScheduleTime", "lastSuccessfulTime", "lastFailureTime")
 
 
-def rfc3339(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
 
-def _run_key(run: dict[str, Any] | None) -> tuple[str, int, str]:
+def _instant(value: Any) -> datetime:
+    """Status times compared as instants: RFC 3339 strings of different precision sort wrongly."""
+    try:
+        return parse_timestamp(value) or _NEVER
+    except ValueError:
+        return _NEVER
+
+
+def _run_key(run: dict[str, Any] | None) -> tuple[datetime, int, datetime]:
     if not run:
-        return ("", 0, "")
-    return (
-        str(run.get("scheduledTime") or ""),
-        int(run.get("attempt") or 0),
-        str(run.get("startTime") or ""),
-    )
+        return (_NEVER, 0, _NEVER)
+    return (_instant(run.get("scheduledTime")), int(run.get("attempt") or 0), _instant(run.get("startTime")))
 
 
 def _slim(body: dict[str, Any]) -> dict[str, Any]:
@@ -59,15 +61,18 @@ class _Entry:
 
 
 class StatusPatcher:
-    def __init__(self, kube: Kube, *, qps: float = 50.0, min_interval: float = 1.0) -> None:
+    def __init__(
+        self, kube: Kube, *, qps: float = 50.0, min_interval: float = 1.0, clock: Clock | None = None
+    ) -> None:
         self._kube = kube
+        self._clock: Clock = clock or SystemClock()
         self._qps = max(qps, 0.1)
         self._min_interval = min_interval
         self._entries: dict[str, _Entry] = {}
         self._dirty: set[str] = set()
         self._wakeup = asyncio.Event()
         self._tokens = self._qps
-        self._refill = time.monotonic()
+        self._refill = self._clock.monotonic()
 
     def observe(self, uid: str, body: dict[str, Any]) -> None:
         """Remember the newest object seen, for resourceVersion and no-regression checks."""
@@ -85,7 +90,7 @@ class StatusPatcher:
         for key, value in changes.items():
             if key in MONOTONIC_TIMES and value is not None:
                 current = entry.pending.get(key)
-                if current is not None and current >= value:
+                if current is not None and _instant(current) >= _instant(value):
                     continue
             if (
                 key == "lastRun"
@@ -97,10 +102,6 @@ class StatusPatcher:
         self._dirty.add(uid)
         self._wakeup.set()
 
-    def pending(self, uid: str) -> dict[str, Any]:
-        entry = self._entries.get(uid)
-        return dict(entry.pending) if entry else {}
-
     async def run(self) -> None:
         while True:
             await self._wakeup.wait()
@@ -110,11 +111,11 @@ class StatusPatcher:
     async def drain(self, *, force: bool = False) -> None:
         """Send every due patch; ``force`` ignores the per-object interval (shutdown)."""
         while self._dirty:
-            now = time.monotonic()
+            now = self._clock.monotonic()
             due = [u for u in self._dirty if force or now - self._entries[u].last_patch >= self._min_interval]
             if not due:
                 wait = min(self._entries[u].last_patch + self._min_interval for u in self._dirty) - now
-                await asyncio.sleep(max(wait, 0.01))
+                await self._clock.sleep(max(wait, 0.01))
                 continue
             sends = []
             for uid in due:
@@ -129,20 +130,24 @@ class StatusPatcher:
 
     async def _take_token(self) -> None:
         while True:
-            now = time.monotonic()
+            now = self._clock.monotonic()
             self._tokens = min(self._qps, self._tokens + (now - self._refill) * self._qps)
             self._refill = now
             if self._tokens >= 1:
                 self._tokens -= 1
                 return
-            await asyncio.sleep((1 - self._tokens) / self._qps)
+            await self._clock.sleep((1 - self._tokens) / self._qps)
 
     def _merge(self, entry: _Entry, changes: dict[str, Any]) -> dict[str, Any]:
         """Drop what would move the stored status backwards; stamp condition transition times."""
         current = (entry.body or {}).get("status") or {}
         patch = dict(changes)
         for key in MONOTONIC_TIMES:
-            if patch.get(key) is not None and current.get(key) and current[key] > patch[key]:
+            if (
+                patch.get(key) is not None
+                and current.get(key)
+                and _instant(current[key]) > _instant(patch[key])
+            ):
                 del patch[key]
         if patch.get("lastRun") is not None and _run_key(current.get("lastRun")) > _run_key(patch["lastRun"]):
             del patch["lastRun"]
@@ -152,7 +157,9 @@ class StatusPatcher:
             for cond in patch["conditions"]:
                 prior = old.get(cond["type"])
                 same = prior is not None and prior.get("status") == cond["status"]
-                when = prior.get("lastTransitionTime") if same and prior else rfc3339(datetime.now(UTC))
+                when = (
+                    prior.get("lastTransitionTime") if same and prior else format_timestamp(self._clock.now())
+                )
                 stamped.append({**cond, "lastTransitionTime": when})
             patch["conditions"] = stamped
         return patch
@@ -162,7 +169,7 @@ class StatusPatcher:
         if entry is None:
             return
         changes, entry.pending = entry.pending, {}
-        entry.last_patch = time.monotonic()
+        entry.last_patch = self._clock.monotonic()
         for _ in range(3):
             patch = self._merge(entry, changes)
             if not patch:

@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from sundial.store.records import NewRun
+
 if TYPE_CHECKING:
+    from sundial.models.runs import RunReason
     from sundial.models.spec import CronConfigSpec
     from sundial.scheduling import Schedule
 
@@ -22,7 +25,8 @@ class Attempt:
     trigger: str
     started: datetime
     task: asyncio.Task[None] | None = None
-    cancel_reason: str | None = None
+    cancel_reason: RunReason | None = None
+    """Why the engine cancelled the attempt (``Replaced``, ``Timeout``, ``OperatorShutdown``)."""
     running_lease: tuple[str, str] | None = None
     """(key, token) of the Forbid/Replace lease this attempt holds, renewed by the lease loop."""
     cancel_marker: str | None = None
@@ -63,3 +67,7 @@ class SlotWork:
     slot: datetime
     attempt: int
     trigger: str
+
+
+Claim = tuple[SlotWork, NewRun]
+"""A slot attempt leased and recorded ``Pending``: it will get an outcome, whatever happens."""

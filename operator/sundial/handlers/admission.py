@@ -13,7 +13,7 @@ from typing import Any
 
 import kopf
 
-from sundial.engine.kube import GROUP, PLURAL, VERSION
+from sundial.models.resource import GROUP, PLURAL, VERSION
 from sundial.settings import Settings
 from sundial.webhook import WEBHOOK_ID, review, serving
 

@@ -8,8 +8,8 @@ from typing import Any
 import kopf
 
 from sundial import app
-from sundial.engine.kube import GROUP, PLURAL, VERSION
 from sundial.handlers import admission  # noqa: F401  (registers the admission webhook)
+from sundial.models.resource import GROUP, PLURAL, VERSION
 from sundial.settings import Settings
 
 

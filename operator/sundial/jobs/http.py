@@ -6,16 +6,22 @@ import asyncio
 import ipaddress
 import json
 import time
+from collections.abc import Collection, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 
+from sundial.jobs.base import Finding, JobEnvironment, JobType
 from sundial.jobs.context import JobContext, JobFailed
+from sundial.models.spec import HttpJob, JobKind
 
 MAX_BODY = 4096
 LINK_LOCAL = ipaddress.ip_network("169.254.0.0/16")
-DEFAULT_SUCCESS = (200, 201, 202, 204)
+
+
+def is_link_local(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return address in LINK_LOCAL or (address.version == 6 and address.is_link_local)
 
 
 async def _refuse_link_local(url: str) -> None:
@@ -27,62 +33,84 @@ async def _refuse_link_local(url: str) -> None:
         return  # aiohttp reports the resolution error itself
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
-        if address in LINK_LOCAL or (address.version == 6 and address.is_link_local):
+        if is_link_local(address):
             raise JobFailed(
                 f"refusing to call link-local address {address} ({host}): metadata endpoints are blocked "
                 "unless the operator is started with SUNDIAL_ALLOW_LINK_LOCAL=true"
             )
 
 
-async def run(
-    spec: dict[str, Any], ctx: JobContext, *, session: aiohttp.ClientSession, allow_link_local: bool = False
-) -> dict[str, Any]:
-    url = spec["url"]
-    method = str(spec.get("method") or "POST").upper()
-    if not allow_link_local:
-        await _refuse_link_local(url)
-    headers = {str(k): str(v) for k, v in (spec.get("headers") or {}).items()}
-    for ref in spec.get("headersFrom") or []:
-        key_ref = ref["secretKeyRef"]
-        headers[ref["name"]] = await ctx.secret(key_ref["name"], key_ref["key"])
-    body = spec.get("body")
-    data: str | None = None
-    if body is not None:
-        if isinstance(body, str):
-            data = body
+class HttpJobType(JobType[HttpJob]):
+    """One shared aiohttp session for every attempt of every CronConfig."""
+
+    kind = JobKind.HTTP
+    model = HttpJob
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self._allow_link_local = False
+
+    async def open(self, env: JobEnvironment) -> None:
+        self._session = aiohttp.ClientSession()
+        self._allow_link_local = env.settings.allow_link_local
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def run(self, spec: HttpJob, ctx: JobContext) -> dict[str, Any]:
+        if self._session is None:
+            raise RuntimeError("the http job type was not opened")
+        url, method = spec.url, str(spec.method)
+        if not self._allow_link_local:
+            await _refuse_link_local(url)
+        headers = {str(k): str(v) for k, v in (spec.headers or {}).items()}
+        for ref in spec.headers_from or ():
+            headers[ref.name] = await ctx.secret(ref.secret_key_ref.name, ref.secret_key_ref.key)
+        data: str | None = None
+        if isinstance(spec.body, str):
+            data = spec.body
             headers.setdefault("Content-Type", "text/plain; charset=utf-8")
-        else:
-            data = json.dumps(body)
+        elif spec.body is not None:
+            data = json.dumps(spec.body)
             headers.setdefault("Content-Type", "application/json")
-    headers.setdefault("X-Sundial-Run", ctx.run.id)
-    headers.setdefault("X-Sundial-Slot", ctx.run.scheduled_for.isoformat())
-    success = set(spec.get("successStatusCodes") or DEFAULT_SUCCESS)
-    timeout = spec.get("timeoutSeconds")
-    started = time.monotonic()
-    try:
-        async with session.request(
-            method,
-            url,
-            headers=headers,
-            data=data,
-            timeout=aiohttp.ClientTimeout(total=float(timeout)) if timeout else None,
-            allow_redirects=False,
-        ) as response:
-            raw = await response.content.read(MAX_BODY + 1)
-            status = response.status
-    except TimeoutError as err:
-        raise JobFailed(f"{method} {url}: no response within {timeout}s") from err
-    except aiohttp.ClientError as err:
-        raise JobFailed(f"{method} {url}: {type(err).__name__}: {err}") from err
-    text = raw[:MAX_BODY].decode("utf-8", errors="replace")
-    result = {
-        "statusCode": status,
-        "durationMs": round((time.monotonic() - started) * 1000, 1),
-        "body": text + ("…(truncated)" if len(raw) > MAX_BODY else ""),
-    }
-    ctx.capture.info(f"{method} {url} -> {status}")
-    if status not in success:
-        raise JobFailed(
-            f"{method} {url} returned HTTP {status}, expected one of {sorted(success)}", result=result
-        )
-    return result
+        headers.setdefault("X-Sundial-Run", ctx.run.id)
+        headers.setdefault("X-Sundial-Slot", ctx.run.scheduled_for.isoformat())
+        success = set(spec.success_status_codes)
+        started = time.monotonic()
+        # No timeout of its own: the attempt's timeoutSeconds (enforced by the engine) bounds it.
+        try:
+            async with self._session.request(
+                method, url, headers=headers, data=data, allow_redirects=False
+            ) as response:
+                raw = await response.content.read(MAX_BODY + 1)
+                status = response.status
+        except aiohttp.ClientError as err:
+            raise JobFailed(f"{method} {url}: {type(err).__name__}: {err}") from err
+        text = raw[:MAX_BODY].decode("utf-8", errors="replace")
+        result = {
+            "statusCode": status,
+            "durationMs": round((time.monotonic() - started) * 1000, 1),
+            "body": text + ("…(truncated)" if len(raw) > MAX_BODY else ""),
+        }
+        ctx.capture.info(f"{method} {url} -> {status}")
+        if status not in success:
+            raise JobFailed(
+                f"{method} {url} returned HTTP {status}, expected one of {sorted(success)}", result=result
+            )
+        return result
+
+    def check(self, spec: HttpJob, *, known_handlers: Collection[str] | None) -> Iterable[Finding]:
+        host = urlsplit(spec.url).hostname or ""
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return
+        if is_link_local(address):
+            yield Finding(
+                "spec.job.http.url",
+                f"{address} is a link-local (cloud metadata) address: HTTP jobs refuse it unless the "
+                "operator runs with SUNDIAL_ALLOW_LINK_LOCAL=true",
+                warning=True,
+            )

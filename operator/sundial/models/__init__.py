@@ -7,7 +7,7 @@ database; every other layer may import this one, and it imports none of them. Th
 
 from sundial.models.base import CamelModel, Timestamp, format_timestamp
 from sundial.models.errors import format_location, format_validation_error
-from sundial.models.runs import TERMINAL, RunStatus, Trigger
+from sundial.models.runs import TERMINAL, RunReason, RunStatus, Trigger
 from sundial.models.spec import (
     ConcurrencyPolicy,
     CronConfigSpec,
@@ -32,9 +32,11 @@ from sundial.models.spec import (
 from sundial.models.status import (
     ActiveRun,
     Condition,
+    ConditionReason,
     ConditionStatus,
     ConditionType,
     CronConfigStatus,
+    EventReason,
     LastRun,
     set_condition,
 )
@@ -45,10 +47,12 @@ __all__ = [
     "CamelModel",
     "ConcurrencyPolicy",
     "Condition",
+    "ConditionReason",
     "ConditionStatus",
     "ConditionType",
     "CronConfigSpec",
     "CronConfigStatus",
+    "EventReason",
     "FanoutEach",
     "FanoutJob",
     "FanoutSource",
@@ -64,6 +68,7 @@ __all__ = [
     "MissedRunPolicy",
     "QueryFrom",
     "RetryPolicy",
+    "RunReason",
     "RunStatus",
     "SecretKeyRef",
     "SqlJob",

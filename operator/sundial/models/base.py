@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import pydantic
 from pydantic import alias_generators
@@ -31,6 +31,15 @@ def format_timestamp(value: datetime.datetime) -> str:
     if utc.microsecond:
         text += f".{utc.microsecond:06d}"
     return text + "Z"
+
+
+def parse_timestamp(value: Any) -> datetime.datetime | None:
+    """An RFC 3339 string (``Z`` or offset) or a datetime, as aware UTC; ``None`` for empty."""
+    if not value:
+        return None
+    if isinstance(value, datetime.datetime):
+        return value.astimezone(datetime.UTC)
+    return datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(datetime.UTC)
 
 
 Timestamp = Annotated[

@@ -30,6 +30,30 @@ class Trigger(enum.StrEnum):
     CATCH_UP = "CatchUp"
 
 
+class RunReason(enum.StrEnum):
+    """Why a run ended as it did (``cron_runs.reason``, ``status.lastRun.message`` when no error).
+
+    A failed attempt whose job raised an unexpected exception records the exception's class name
+    instead, so these are the reasons the engine decides, not every value the column can hold.
+    """
+
+    MISSED = "Missed"
+    """Not started within ``startingDeadlineSeconds`` (or skipped by ``missedRunPolicy``)."""
+    CONCURRENCY_FORBID = "ConcurrencyForbid"
+    """Skipped: an attempt of the same CronConfig was still running (``concurrencyPolicy: Forbid``)."""
+    SUSPENDED = "Suspended"
+    DRY_RUN = "DryRun"
+    DELETED = "Deleted"
+    """The CronConfig was deleted or became invalid between claim and fire."""
+    OPERATOR_SHUTDOWN = "OperatorShutdown"
+    REPLACED = "Replaced"
+    CANCELLED = "Cancelled"
+    TIMEOUT = "Timeout"
+    JOB_FAILED = "JobFailed"
+    OWNER_LOST = "OwnerLost"
+    """The replica running the attempt died; another replica recorded the outcome."""
+
+
 TERMINAL: frozenset[RunStatus] = frozenset(
     {
         RunStatus.SUCCEEDED,

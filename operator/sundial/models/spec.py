@@ -18,9 +18,6 @@ from pydantic import Field, StrictBool, StrictInt
 
 from sundial.models import base
 
-MAX_CATCH_UP_SLOTS = 100
-"""``missedRunPolicy: RunAll`` runs at most this many of the most recent missed slots."""
-
 DEFAULT_SUCCESS_STATUS_CODES = (200, 201, 202, 204)
 
 

@@ -48,6 +48,27 @@ class ConditionType(enum.StrEnum):
     INVALID = "Invalid"
 
 
+class ConditionReason(enum.StrEnum):
+    """``reason`` of the conditions sundial sets."""
+
+    SCHEDULED = "Scheduled"
+    COMPLETED = "Completed"
+    SUSPENDED = "Suspended"
+    ACTIVE = "Active"
+    INVALID = "Invalid"
+    INVALID_SPEC = "InvalidSpec"
+    VALID = "Valid"
+
+
+class EventReason(enum.StrEnum):
+    """``reason`` of the Events sundial posts on a CronConfig."""
+
+    INVALID_SPEC = "InvalidSpec"
+    MISSED_RUNS = "MissedRuns"
+    RUN_FAILED = "RunFailed"
+    RUN_TIMED_OUT = "RunTimedOut"
+
+
 class ConditionStatus(enum.StrEnum):
     TRUE = "True"
     FALSE = "False"

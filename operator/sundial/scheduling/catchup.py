@@ -8,10 +8,12 @@ from typing import Literal
 
 from sundial.scheduling.base import Schedule, to_utc
 
-__all__ = ["MAX_RECORDED_SKIPS", "MissedPlan", "MissedRunPolicy", "plan_missed"]
+__all__ = ["MAX_CATCH_UP_SLOTS", "MAX_RECORDED_SKIPS", "MissedPlan", "MissedRunPolicy", "plan_missed"]
 
 MissedRunPolicy = Literal["Skip", "RunOnce", "RunAll"]
 MAX_RECORDED_SKIPS = 1000
+MAX_CATCH_UP_SLOTS = 100
+"""``missedRunPolicy: RunAll`` runs at most this many of the most recent missed slots."""
 _TICK = timedelta(microseconds=1)
 
 
@@ -36,7 +38,7 @@ def plan_missed(
     now: datetime,
     policy: MissedRunPolicy,
     starting_deadline_seconds: int | None,
-    cap: int = 100,
+    cap: int = MAX_CATCH_UP_SLOTS,
     max_skipped: int = MAX_RECORDED_SKIPS,
 ) -> MissedPlan:
     """Split the slots in ``(last_slot, now]`` into ones to run and ones to record as skipped.

@@ -250,13 +250,18 @@ class RunStore:
         with self._engine.begin() as conn:
             return int(conn.execute(stmt).rowcount)
 
-    def adopt_pending(self, run_id: uuid.UUID, previous: str | None, replica: str) -> bool:
-        """Move a never-started run from a dead replica to this one; False if anything changed it."""
+    def adopt(
+        self, run_id: uuid.UUID, previous: str | None, replica: str, *, status: RunStatus = RunStatus.PENDING
+    ) -> bool:
+        """Move a run of a dead replica (never started, or ``Running`` and resumable) to this one.
+
+        False if anything changed the row meanwhile: two reapers can never both adopt it.
+        """
         c = cron_runs.c
         owner = c.replica.is_(None) if previous is None else c.replica == previous
         stmt = (
             sa.update(cron_runs)
-            .where(c.id == run_id, c.status == RunStatus.PENDING.value, owner)
+            .where(c.id == run_id, c.status == status.value, owner)
             .values(replica=replica)
         )
         with self._engine.begin() as conn:

@@ -83,7 +83,7 @@ async def start(settings: Settings, *, api_client: Any = None) -> WebhookTLS:
     ``None`` loads one from the environment when needed.
     """
     if api_client is None and (settings.webhook_configuration or settings.webhook_cert_secret):
-        from sundial.engine.kube import load_client
+        from sundial.kube import load_client
 
         api_client = load_client()
     injector = (

@@ -1,4 +1,4 @@
-"""The few Kubernetes API calls the engine makes.
+"""The few Kubernetes API calls the operator makes.
 
 The hot ones (status reads and patches, up to SUNDIAL_STATUS_QPS per second) go through one
 aiohttp session on the event loop; the sync client costs ~7 ms of CPU per call in a worker thread,
@@ -20,7 +20,8 @@ import aiohttp
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-GROUP, VERSION, PLURAL = "sundial.io", "v1alpha1", "cronconfigs"
+from sundial.models.resource import API_VERSION, GROUP, KIND, PLURAL, VERSION
+
 log = logging.getLogger(__name__)
 
 
@@ -131,8 +132,8 @@ class Kube:
                 generate_name=f"{meta.get('name', 'cronconfig')}.", namespace=meta["namespace"]
             ),
             involved_object=client.V1ObjectReference(
-                api_version=f"{GROUP}/{VERSION}",
-                kind="CronConfig",
+                api_version=API_VERSION,
+                kind=KIND,
                 name=meta.get("name"),
                 namespace=meta.get("namespace"),
                 uid=meta.get("uid"),

@@ -1,0 +1,78 @@
+"""The job-type interface: what the engine needs from every kind of work a run can execute.
+
+A job type owns its typed spec model, its shared resources (an HTTP session, a database pool, a
+Kubernetes client: opened and closed with the operator) and its attempt lifecycle. The engine only
+calls these hooks: it never looks inside a job's spec and never knows which types exist.
+
+- :meth:`JobType.run` executes one attempt and returns its result (or raises :class:`JobFailed`).
+  The engine runs it in a task and enforces ``timeoutSeconds``.
+- :meth:`JobType.cancel` stops an attempt from outside (``Replace``, timeout, shutdown) before the
+  engine cancels the task: a job that runs outside the operator (a Kubernetes Job) deletes it here.
+- :meth:`JobType.resume` follows an attempt another replica started and did not finish (takeover);
+  a type that cannot (an in-process coroutine died with its replica) leaves ``resumable`` False and
+  the attempt is recorded ``Failed`` with reason ``OwnerLost``, then retried per the spec.
+- :meth:`JobType.check` adds the type's own validation to ``sundial validate`` and the webhook.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from sundial.jobs.context import JobContext
+from sundial.models.spec import JobKind, SpecModel
+
+if TYPE_CHECKING:
+    from sundial.kube import Kube
+    from sundial.settings import Settings
+
+M = TypeVar("M", bound=SpecModel)
+
+
+@dataclass(frozen=True)
+class JobEnvironment:
+    """What job types may use of the operator: its settings and its Kubernetes client."""
+
+    settings: Settings
+    kube: Kube | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One validation line of a job type: ``path: message``, a problem unless ``warning``."""
+
+    path: str
+    message: str
+    warning: bool = False
+
+
+class JobType(abc.ABC, Generic[M]):
+    """One kind of job (the field under ``spec.job``); one instance per operator process."""
+
+    kind: ClassVar[JobKind]
+    model: ClassVar[type[SpecModel]]
+    resumable: ClassVar[bool] = False
+    """Whether :meth:`resume` can follow an attempt that another replica started."""
+
+    async def open(self, env: JobEnvironment) -> None:
+        """Acquire shared resources; called once when the operator starts."""
+
+    async def close(self) -> None:
+        """Release what :meth:`open` acquired; called once at shutdown, after the last attempt."""
+
+    @abc.abstractmethod
+    async def run(self, spec: M, ctx: JobContext) -> Any:
+        """Execute one attempt; the return value (JSON-like) is the run's ``result``."""
+
+    async def cancel(self, spec: M, ctx: JobContext, reason: str) -> None:
+        """Stop the attempt's work outside this process; the engine then cancels :meth:`run`."""
+
+    async def resume(self, spec: M, ctx: JobContext) -> Any:
+        """Follow an attempt started elsewhere until it finishes, like :meth:`run`."""
+        raise NotImplementedError(f"{self.kind} attempts cannot be resumed")
+
+    def check(self, spec: M, *, known_handlers: Collection[str] | None) -> Iterable[Finding]:
+        """Problems and warnings of this type's part of a spec the models accepted."""
+        return ()

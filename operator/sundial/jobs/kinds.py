@@ -1,0 +1,56 @@
+"""Which job types this build supports, keyed by ``JobKind``: the engine and validation ask here.
+
+Adding a job type is a module with a :class:`~sundial.jobs.base.JobType` subclass, its model in
+``models/spec.py`` and its CRD schema, and one line in :data:`JOB_TYPES`; nothing in the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sundial.jobs.base import JobEnvironment, JobType
+from sundial.jobs.handler import HandlerJobType
+from sundial.jobs.http import HttpJobType
+from sundial.models.spec import JobKind, JobSpec, SpecModel
+
+log = logging.getLogger("sundial.jobs")
+
+JOB_TYPES: dict[JobKind, type[JobType[Any]]] = {
+    JobKind.HTTP: HttpJobType,
+    JobKind.HANDLER: HandlerJobType,
+}
+
+
+def supported() -> frozenset[str]:
+    """The ``spec.job`` fields this build can run."""
+    return frozenset(str(kind) for kind in JOB_TYPES)
+
+
+def for_check(kind: JobKind) -> JobType[Any] | None:
+    """A job type instance for validation only (no resources opened)."""
+    cls = JOB_TYPES.get(kind)
+    return cls() if cls is not None else None
+
+
+class JobTypes:
+    """One instance of every job type, opened with the operator and closed after the last attempt."""
+
+    def __init__(self) -> None:
+        self._types: dict[JobKind, JobType[Any]] = {kind: cls() for kind, cls in JOB_TYPES.items()}
+
+    async def open(self, env: JobEnvironment) -> None:
+        for job_type in self._types.values():
+            await job_type.open(env)
+
+    async def close(self) -> None:
+        for job_type in self._types.values():
+            try:
+                await job_type.close()
+            except Exception:
+                log.exception("closing the %s job type failed", job_type.kind)
+
+    def resolve(self, job: JobSpec) -> tuple[JobType[Any], SpecModel] | None:
+        """The job type and its typed spec for a ``spec.job``; ``None`` if this build lacks it."""
+        job_type = self._types.get(job.kind)
+        return (job_type, job.selected) if job_type is not None else None
