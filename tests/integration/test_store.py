@@ -255,7 +255,7 @@ def test_a_restarted_replica_gives_back_only_its_own_unstarted_claims(store: Run
 def test_manual_trigger_fires_once_per_value_even_after_restart(store: RunStore, migrated_url: str) -> None:
     first = new_run(T0, trigger="Manual", status="Running", started_at=T0)
     assert store.claim_manual("uid-1", "2025-03-30T00:00:00Z", first)
-    assert store.manual_run_id("uid-1", "2025-03-30T00:00:00Z") == first.id
+    assert store.get_run(first.id) is not None
 
     with RunStore(migrated_url) as restarted:
         again = new_run(T0 + minutes(1), trigger="Manual")
@@ -279,7 +279,6 @@ def test_manual_trigger_on_a_taken_slot_fences_nothing(store: RunStore) -> None:
     store.claim([new_run(T0)])
     with pytest.raises(sa.exc.IntegrityError):
         store.claim_manual("uid-1", "v1", new_run(T0, trigger="Manual"))
-    assert store.manual_run_id("uid-1", "v1") is None
     assert store.claim_manual("uid-1", "v1", new_run(T0 + minutes(1), trigger="Manual"))
 
 
@@ -287,9 +286,9 @@ def test_manual_trigger_on_a_taken_slot_fences_nothing(store: RunStore) -> None:
 
 
 def test_finish_writes_outcomes_in_one_batch(store: RunStore) -> None:
-    runs = [new_run(T0 + minutes(i)) for i in range(3)]
+    runs = [new_run(T0 + minutes(i), replica="replica-b") for i in range(3)]
     store.claim(runs)
-    assert store.mark_running([r.id for r in runs], T0 + minutes(5), replica="replica-b") == 3
+    assert store.mark_started([(r.id, T0 + minutes(5)) for r in runs]) == 3
     done = T0 + minutes(6)
     updates = [
         RunUpdate(runs[0].id, "Succeeded", None, done, 1500, {"rows": 3, "at": T0}, None, [{"msg": "hi"}]),
@@ -326,7 +325,7 @@ def test_unfinished_runs_by_replica(store: RunStore) -> None:
     store.claim([mine, theirs, done])
     assert [r.id for r in store.unfinished()] == [mine.id, theirs.id]
     assert [r.id for r in store.unfinished(replica="a")] == [mine.id]
-    assert store.mark_running([mine.id, theirs.id, done.id], T0 + minutes(3)) == 1
+    assert store.mark_started([(i, T0 + minutes(3)) for i in (mine.id, theirs.id, done.id)]) == 1
 
 
 # --- reading -----------------------------------------------------------------------------------------
@@ -363,14 +362,15 @@ def test_instants_come_back_as_aware_utc(store: RunStore) -> None:
         assert value == slot
         assert value is not None and value.tzinfo == UTC
         assert value.microsecond == 123456
-    assert store.last_slot("uid-1") == slot and store.last_slot("uid-1").tzinfo == UTC  # type: ignore[union-attr]
+    last = store.last_slots(["uid-1"])["uid-1"]
+    assert last == slot and last.tzinfo == UTC
     assert store.existing_slots([("uid-1", slot, 1)]) == {("uid-1", slot, 1)}
     with pytest.raises(sa.exc.StatementError, match="naive datetime"):
         store.claim([new_run(dt.datetime(2025, 1, 1))])
 
 
 def test_last_slot_counts_scheduler_runs_only(store: RunStore) -> None:
-    assert store.last_slot("uid-1") is None
+    assert store.last_slots(["uid-1"]) == {}
     store.claim(
         [
             new_run(T0, trigger="Schedule"),
@@ -380,7 +380,6 @@ def test_last_slot_counts_scheduler_runs_only(store: RunStore) -> None:
             new_run(T0 + minutes(3), uid="uid-2"),
         ]
     )
-    assert store.last_slot("uid-1") == T0 + minutes(1)
     assert store.last_slots(["uid-1", "uid-2", "uid-3", "uid-1"]) == {
         "uid-1": T0 + minutes(1),
         "uid-2": T0 + minutes(3),
@@ -392,13 +391,13 @@ def test_last_slot_counts_scheduler_runs_only(store: RunStore) -> None:
 
 
 def test_deleted_config_keeps_its_history(store: RunStore) -> None:
-    store.upsert_config("uid-1", "team-a", "nightly", T0)
-    store.upsert_config("uid-1", "team-a", "nightly", T0)
+    store.record_configs([("uid-1", "team-a", "nightly", T0)], [])
+    store.record_configs([("uid-1", "team-a", "nightly", T0)], [])
     store.claim([new_run(T0)])
     assert store.mark_deleted("uid-1", T0 + minutes(10))
     assert not store.mark_deleted("uid-1", T0 + minutes(20))  # the first deletion time stays
     assert not store.mark_deleted("uid-unknown", T0)
-    store.upsert_config("uid-1", "team-a", "nightly", T0)  # a late reconcile does not revive it
+    store.record_configs([("uid-1", "team-a", "nightly", T0)], [])  # a late event does not revive it
 
     config = store.get_config("uid-1")
     assert config is not None
@@ -411,10 +410,11 @@ def test_deleted_config_keeps_its_history(store: RunStore) -> None:
 
 def test_versions_are_recorded_once_per_generation(store: RunStore) -> None:
     spec = {"schedule": "0 2 * * *", "job": {"http": {"url": "https://example.com/hook"}}}
-    assert store.record_version("uid-1", 1, spec, at=T0)
-    assert not store.record_version("uid-1", 1, {"changed": True}, at=T0 + minutes(1))
-    assert store.record_version("uid-1", 2, {**spec, "suspend": True}, at=T0 + minutes(2))
-    assert store.record_version("uid-2", 1, spec)
+    store.record_configs([], [("uid-1", 1, spec)], at=T0)
+    store.record_configs([], [("uid-1", 1, {"changed": True})], at=T0 + minutes(1))  # kept: the first
+    store.record_configs(
+        [], [("uid-1", 2, {**spec, "suspend": True}), ("uid-2", 1, spec)], at=T0 + minutes(2)
+    )
     versions = store.versions("uid-1")
     assert [(v.generation, v.spec, v.recorded_at) for v in versions] == [
         (1, spec, T0),

@@ -62,30 +62,6 @@ class RunStore:
 
     # --- CronConfigs and their specs -------------------------------------------------------------------
 
-    def upsert_config(self, uid: str, namespace: str, name: str, created_at: dt.datetime) -> None:
-        """Remember a CronConfig by uid; repeating it is harmless (every reconcile may call it)."""
-        row = {"uid": uid, "namespace": namespace, "name": name, "created_at": created_at}
-        stmt = self._insert(cron_configs).values(row)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[cron_configs.c.uid],
-            set_={"namespace": stmt.excluded.namespace, "name": stmt.excluded.name},
-        )
-        with self._engine.begin() as conn:
-            conn.execute(stmt)
-
-    def record_version(
-        self, uid: str, generation: int, spec: dict[str, Any], *, at: dt.datetime | None = None
-    ) -> bool:
-        """Keep the spec of one generation; ``False`` if that generation was already recorded."""
-        stmt = (
-            self._insert(cron_config_versions)
-            .values(uid=uid, generation=generation, spec=spec, recorded_at=at or _now())
-            .on_conflict_do_nothing()
-            .returning(cron_config_versions.c.uid)
-        )
-        with self._engine.begin() as conn:
-            return conn.execute(stmt).first() is not None
-
     def record_configs(
         self,
         configs: Sequence[tuple[str, str, str, dt.datetime]],
@@ -93,8 +69,10 @@ class RunStore:
         *,
         at: dt.datetime | None = None,
     ) -> None:
-        """Batched ``upsert_config`` + ``record_version``: thousands of CronConfigs at start-up cost
-        two statements, not thousands of transactions."""
+        """Remember CronConfigs by uid and the spec of each generation (the first one recorded stays).
+
+        Batched: thousands of CronConfigs at start-up cost two statements, not thousands of
+        transactions; repeating a CronConfig or a generation is harmless."""
         if not configs and not versions:
             return
         with self._engine.begin() as conn:
@@ -215,16 +193,6 @@ class RunStore:
             conn.execute(sa.insert(cron_runs).values(_new_row(run)))
         return True
 
-    def manual_run_id(self, config_uid: str, value: str) -> uuid.UUID | None:
-        """The run a ``run-now`` value fired, if it fired."""
-        stmt = sa.select(cron_manual_triggers.c.run_id).where(
-            cron_manual_triggers.c.config_uid == config_uid,
-            cron_manual_triggers.c.value == _manual_key(value),
-        )
-        with self._engine.connect() as conn:
-            run_id: uuid.UUID | None = conn.execute(stmt).scalar_one_or_none()
-        return run_id
-
     def release_claims(self, ids: Iterable[uuid.UUID]) -> int:
         """Delete claimed runs that never started (``Pending``): the slot goes back to the pool."""
         deleted = 0
@@ -268,24 +236,6 @@ class RunStore:
             return bool(conn.execute(stmt).rowcount == 1)
 
     # --- Progress and outcome ----------------------------------------------------------------------------
-
-    def mark_running(
-        self, ids: Iterable[uuid.UUID], started_at: dt.datetime, *, replica: str | None = None
-    ) -> int:
-        """Move pending runs to ``Running``; returns how many moved (finished runs are left alone)."""
-        values: dict[str, Any] = {"status": RunStatus.RUNNING.value, "started_at": started_at}
-        if replica is not None:
-            values["replica"] = replica
-        moved = 0
-        with self._engine.begin() as conn:
-            for chunk in _chunks(list(ids)):
-                stmt = (
-                    sa.update(cron_runs)
-                    .where(cron_runs.c.id.in_(chunk), cron_runs.c.status == RunStatus.PENDING.value)
-                    .values(values)
-                )
-                moved += conn.execute(stmt).rowcount
-        return moved
 
     def mark_started(self, started: Sequence[tuple[uuid.UUID, dt.datetime]]) -> int:
         """Pending runs become Running at their real start times (claimed ahead, started on time)."""
@@ -351,13 +301,6 @@ class RunStore:
         return changed
 
     # --- Reading -----------------------------------------------------------------------------------------
-
-    def last_slot(self, config_uid: str) -> dt.datetime | None:
-        """The latest slot recorded for a CronConfig by the scheduler (not by a manual trigger).
-
-        Skipped slots count: they were decided. This is where catch-up resumes after downtime.
-        """
-        return self.last_slots([config_uid]).get(config_uid)
 
     def last_slots(self, config_uids: Iterable[str]) -> dict[str, dt.datetime]:
         """:meth:`last_slot` for many CronConfigs at once; uids without scheduled runs are absent."""
