@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from sundial.engine.clock import Clock, SystemClock
-from sundial.retrying import log_fault
+from sundial.retrying import log_fault, retry_call
 from sundial.store.records import NewRun, RunUpdate
 from sundial.store.store import RunStore
 
@@ -108,14 +108,21 @@ class History:
                 log_fault(f"marking {len(batch_started)} runs as started", err)
         while self._pending:
             batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
-            try:
-                await self.call(self.store.finish, batch)
+            what = f"writing {len(batch)} finished runs"
+            try:  # an outage is waited out here: outcomes are never dropped while the operator runs
+                await retry_call(
+                    lambda batch=batch: self.call(self.store.finish, batch),  # type: ignore[misc]
+                    what=what,
+                    attempts=3 if self._closed else None,
+                    first_delay=1.0,
+                    sleep=self._clock.sleep,
+                )
             except Exception as err:
-                log_fault(f"writing {len(batch)} finished runs (retrying in 1s)", err)
+                log_fault(f"{what} (kept for the next flush)", err)
                 self._pending[:0] = batch
-                await self._clock.sleep(1.0)
                 if self._closed:
                     raise
+                await self._clock.sleep(1.0)
 
     async def _flusher(self) -> None:
         while not self._closed:
