@@ -170,12 +170,6 @@ async def test_status_shows_the_running_attempt_then_its_outcome(cluster: Cluste
     assert status["nextScheduleTime"] == "2026-03-01T12:00:20Z"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: while an attempt runs, status.nextScheduleTime still shows the slot being "
-    "run (12:00:10 at 12:00:12): on_due reschedules with publish=False and Projection.started does "
-    "not publish the next slot, only the attempt's end does",
-)
 async def test_next_schedule_time_moves_on_when_a_slot_fires(cluster: Cluster) -> None:
     await cluster.replica("a")
     await cluster.apply("busy", work_spec("*/10 * * * * *", seconds=4))

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
 from tests.engine import handlers
 from tests.engine.harness import Cluster, uid_preferring, work_spec
 
@@ -203,11 +201,6 @@ async def test_a_killed_single_replicas_unfired_claim_is_caught_up_after_restart
     assert set(handlers.calls_per_attempt().values()) == {1}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine gap: an attempt marked Failed (OwnerLost) by takeover posts no RunFailed Event, "
-    "although the README promises Events for failed runs (only JobFailed/TimedOut post one)",
-)
 async def test_an_owner_lost_failure_posts_a_run_failed_event(cluster: Cluster) -> None:
     await two_replicas(cluster)
     uid = uid_preferring("a", ["a", "b"])

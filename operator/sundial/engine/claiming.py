@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Hashable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sundial import metrics
 from sundial.engine.clock import Timer
@@ -28,9 +28,11 @@ from sundial.engine.tracked import Claim, SlotWork, Tracked
 from sundial.leases import keys
 from sundial.models.runs import RunReason, RunStatus, Trigger
 from sundial.retrying import log_fault
-from sundial.store.records import NewRun
+from sundial.store.records import NewRun, SlotTaken
 
 log = logging.getLogger("sundial.engine")
+
+MANUAL_SLOT_TRIES = 3
 
 
 class Claiming:
@@ -208,9 +210,21 @@ class Claiming:
         """One run per distinct ``sundial.io/run-now`` value, fenced by the database across restarts."""
         now = self.core.clock.now()
         now = now.replace(microsecond=now.microsecond // 1000 * 1000)
-        run = self.recording.new_run(tracked, now, 1, Trigger.MANUAL, RunStatus.RUNNING, started=now)
-        if not await self.core.history.claim_manual(tracked.uid, value, run):
+        for shift in range(MANUAL_SLOT_TRIES):
+            # a manual run's slot is its start instant; should a scheduled slot of the same
+            # CronConfig sit on that very millisecond, the next free millisecond is its slot
+            slot = now + timedelta(milliseconds=shift)
+            run = self.recording.new_run(tracked, slot, 1, Trigger.MANUAL, RunStatus.RUNNING, started=now)
+            try:
+                claimed = await self.core.history.claim_manual(tracked.uid, value, run)
+            except SlotTaken:
+                continue
+            break
+        else:
+            log.warning("[%s] run-now=%r found no free slot near %s", tracked.key, value, now)
+            return
+        if not claimed:
             return
         log.info("[%s] manual run %s for run-now=%r", tracked.key, run.id, value)
-        w = SlotWork(tracked, now, 1, Trigger.MANUAL)
+        w = SlotWork(tracked, slot, 1, Trigger.MANUAL)
         self.execution.launch(w, run, self.concurrency.guard(w))

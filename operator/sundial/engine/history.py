@@ -16,9 +16,11 @@ from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
+import sqlalchemy.exc
+
 from sundial.engine.clock import Clock, SystemClock
 from sundial.retrying import log_fault, retry_call
-from sundial.store.records import NewRun, RunUpdate
+from sundial.store.records import NewRun, RunUpdate, SlotTaken
 from sundial.store.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -61,7 +63,11 @@ class History:
         return result
 
     async def claim_manual(self, config_uid: str, value: str, run: NewRun) -> bool:
-        return bool(await self.call(self.store.claim_manual, config_uid, value, run))
+        """Fence a run-now value; False if it fired before. :class:`SlotTaken` if the slot is in use."""
+        try:
+            return bool(await self.call(self.store.claim_manual, config_uid, value, run))
+        except sqlalchemy.exc.IntegrityError as err:
+            raise SlotTaken(f"slot {run.scheduled_for.isoformat()} of {config_uid} is recorded") from err
 
     async def last_slots(self, uids: Sequence[str]) -> dict[str, datetime]:
         result: dict[str, datetime] = await self.call(self.store.last_slots, list(uids))

@@ -123,7 +123,12 @@ class Projection:
         )
 
     def started(self, tracked: Tracked, attempt: Attempt) -> None:
-        changes: dict[str, Any] = {"active": self._active(tracked)}
+        # the slot that fires was rescheduled unpublished at claim time: its successor shows now
+        changes: dict[str, Any] = {
+            "active": self._active(tracked),
+            "nextScheduleTime": _time(tracked.next_slot),
+            "conditions": self.conditions(tracked),
+        }
         if attempt.trigger != Trigger.MANUAL:
             changes["lastScheduleTime"] = _time(attempt.slot)
         self._update(tracked, changes)

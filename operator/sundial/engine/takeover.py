@@ -23,7 +23,9 @@ from sundial.engine.retries import Retries
 from sundial.engine.slots import fire_time
 from sundial.engine.tracked import SlotWork, Tracked
 from sundial.leases import keys
+from sundial.models.base import format_timestamp
 from sundial.models.runs import RunReason, RunStatus, Trigger
+from sundial.models.status import EventReason
 from sundial.retrying import log_fault
 from sundial.store.records import NewRun, RunRecord, RunUpdate
 
@@ -161,6 +163,12 @@ class Takeover:
             "run %s of %s/%s lost its owner %s; marked Failed", rec.id, rec.namespace, rec.name, rec.replica
         )
         if tracked is not None:
+            self.projection.event(
+                tracked,
+                EventReason.RUN_FAILED,
+                f"run {rec.id} (slot {format_timestamp(rec.scheduled_for)}, attempt {rec.attempt}): "
+                f"replica {rec.replica} stopped before the attempt finished",
+            )
             self.projection.finished(
                 tracked,
                 rec.id,

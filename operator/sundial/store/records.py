@@ -10,6 +10,10 @@ from typing import Any
 from sundial.models.runs import RunStatus, Trigger
 
 
+class SlotTaken(Exception):
+    """The slot (CronConfig, scheduled instant, attempt) is recorded already: nothing was written."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class NewRun:
     """A run row to claim; the caller chooses the id, so it can log it before the insert returns."""
