@@ -20,10 +20,12 @@ from sundial.engine.leasing import Leasing
 from sundial.engine.projection import Projection
 from sundial.engine.slots import fire_time
 from sundial.engine.tracked import Attempt, SlotWork, Tracked
+from sundial.jobs.base import JobType
 from sundial.jobs.context import Capture, JobContext, JobFailed, RunInfo, redact
 from sundial.jobs.kinds import JobTypes
 from sundial.models.base import format_timestamp
 from sundial.models.runs import RunReason, RunStatus, Trigger
+from sundial.models.spec import CronConfigSpec, SpecModel
 from sundial.models.status import EventReason
 from sundial.store.records import NewRun, RunUpdate
 
@@ -46,6 +48,7 @@ class Execution:
         self.leasing = leasing
         self.on_outcome: OutcomeHook = lambda tracked, slot, attempt, status: None
         self._contexts: dict[str, JobContext] = {}
+        self._resolved: dict[str, tuple[CronConfigSpec, tuple[JobType[Any], SpecModel] | None]] = {}
 
     def local_run_ids(self) -> set[str]:
         """Attempts running on this replica now (takeover must leave them alone)."""
@@ -55,9 +58,23 @@ class Execution:
         return [a.task for t in self.core.tracked.values() for a in t.active.values() if a.task]
 
     # ------------------------------------------------------------------ launching
+    def resolve(self, tracked: Tracked) -> tuple[JobType[Any], SpecModel] | None:
+        """The job type and typed job spec of a CronConfig, looked up once per spec (not per run)."""
+        spec = tracked.spec
+        if spec is None:
+            return None
+        cached = self._resolved.get(tracked.uid)
+        if cached is None or cached[0] is not spec:
+            cached = (spec, self.job_types.resolve(spec.job))
+            self._resolved[tracked.uid] = cached
+        return cached[1]
+
+    def forget(self, uid: str) -> None:
+        self._resolved.pop(uid, None)
+
     def resumable(self, tracked: Tracked) -> bool:
         """Whether the CronConfig's job type can follow an attempt another replica started."""
-        resolved = self.job_types.resolve(tracked.spec.job) if tracked.spec else None
+        resolved = self.resolve(tracked)
         return resolved is not None and resolved[0].resumable
 
     def launch(
@@ -92,7 +109,7 @@ class Execution:
         attempt.cancel_reason = attempt.cancel_reason or reason
         ctx = self._contexts.get(attempt.run_id)
         tracked = self.core.tracked.get(ctx.run.uid) if ctx else None
-        resolved = self.job_types.resolve(tracked.spec.job) if tracked and tracked.spec else None
+        resolved = self.resolve(tracked) if tracked else None
         if ctx is not None and resolved is not None:
             job_type, model = resolved
             self.core.spawn(job_type.cancel(model, ctx, str(reason)), name="sundial-cancel")
@@ -136,7 +153,7 @@ class Execution:
         spec = w.tracked.spec if self.core.current(w.tracked) else None
         if spec is None:
             raise JobFailed("the CronConfig was deleted or became invalid")
-        resolved = self.job_types.resolve(spec.job)
+        resolved = self.resolve(w.tracked)
         if resolved is None:
             raise JobFailed(f"job type {spec.job.kind} is not supported by this sundial version")
         job_type, model = resolved
@@ -212,15 +229,18 @@ class Execution:
             core.with_active.pop(tracked.uid, None)
         if attempt.running_lease is not None:
             self.leasing.release_soon(attempt.running_lease)
-        (log.debug if status == RunStatus.SUCCEEDED else log.warning)(
-            "[%s] run=%s slot=%s attempt=%d %s%s",
-            tracked.key,
-            attempt.run_id,
-            format_timestamp(w.slot),
-            w.attempt,
-            status,
-            f": {error}" if error else "",
-        )
+        level = logging.DEBUG if status == RunStatus.SUCCEEDED else logging.WARNING
+        if log.isEnabledFor(level):
+            log.log(
+                level,
+                "[%s] run=%s slot=%s attempt=%d %s%s",
+                tracked.key,
+                attempt.run_id,
+                format_timestamp(w.slot),
+                w.attempt,
+                status,
+                f": {error}" if error else "",
+            )
         self.projection.finished(
             tracked,
             run.id,

@@ -129,6 +129,7 @@ class Intake:
         self.slots.scheduler.cancel(uid)
         self.shards.forget(uid)
         core.status.forget(uid)
+        self.projection.forget(uid)
         self.slots.update_gauges(invalid=True)
         what = f"recording the deletion of CronConfig {uid}"
         try:

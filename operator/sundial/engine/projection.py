@@ -35,15 +35,36 @@ def _dump(model: Any) -> dict[str, Any]:
 
 def _time(value: datetime | None) -> str | None:
     """One formatter for every status time: the models' own (RFC 3339, UTC, ``Z``)."""
-    return None if value is None else format_timestamp(value)
+    return format_timestamp(value) if value is not None else None
 
 
 class Projection:
     def __init__(self, core: Core) -> None:
         self.core = core
+        self._conditions: dict[str, tuple[tuple[Any, ...], list[dict[str, Any]]]] = {}
 
     # ------------------------------------------------------------------ conditions
     def conditions(self, tracked: Tracked) -> list[dict[str, Any]]:
+        """The conditions for what the engine knows, built from the models once per state.
+
+        Only the ``Ready`` message of a scheduled CronConfig changes from slot to slot (it names the
+        next run), so that one string is filled in per call: the models are not rebuilt per run.
+        """
+        key = (tracked.invalid, bool(tracked.spec and tracked.spec.suspend), tracked.completed)
+        cached = self._conditions.get(tracked.uid)
+        if cached is None or cached[0] != key:
+            cached = (key, self._build_conditions(tracked))
+            self._conditions[tracked.uid] = cached
+        ready, *rest = cached[1]
+        if ready["reason"] == ConditionReason.SCHEDULED:
+            nxt = _time(tracked.next_slot)
+            ready = {**ready, "message": f"next run at {nxt}" if nxt else "scheduled"}
+        return [ready, *rest]
+
+    def forget(self, uid: str) -> None:
+        self._conditions.pop(uid, None)
+
+    def _build_conditions(self, tracked: Tracked) -> list[dict[str, Any]]:
         true, false = ConditionStatus.TRUE, ConditionStatus.FALSE
         if tracked.invalid is not None:
             conds = [
@@ -79,13 +100,9 @@ class Projection:
                 reason=ConditionReason.COMPLETED,
                 message="the one-shot runAt has run",
             )
-        else:
-            nxt = _time(tracked.next_slot)
+        else:  # the message, naming the next run, is filled in by conditions()
             ready = Condition(
-                type=ConditionType.READY,
-                status=true,
-                reason=ConditionReason.SCHEDULED,
-                message=f"next run at {nxt}" if nxt else "scheduled",
+                type=ConditionType.READY, status=true, reason=ConditionReason.SCHEDULED, message="scheduled"
             )
         conds = [
             ready,
@@ -107,28 +124,26 @@ class Projection:
             for a in list(tracked.active.values())[-MAX_ACTIVE_SHOWN:]
         ]
 
+    def current(self, tracked: Tracked) -> dict[str, Any]:
+        """The status fields that describe the CronConfig now: computed when a patch is sent."""
+        return {
+            "observedGeneration": tracked.generation,
+            "conditions": self.conditions(tracked),
+            "nextScheduleTime": _time(tracked.next_slot),
+        }
+
     def _update(self, tracked: Tracked, changes: dict[str, Any]) -> None:
-        self.core.status.update(tracked.uid, tracked.namespace, tracked.name, changes)
+        self.core.status.update(
+            tracked.uid, tracked.namespace, tracked.name, changes, derived=lambda: self.current(tracked)
+        )
 
     # ------------------------------------------------------------------ status changes
     def scheduled(self, tracked: Tracked) -> None:
         """The spec, validity or next slot changed."""
-        self._update(
-            tracked,
-            {
-                "observedGeneration": tracked.generation,
-                "conditions": self.conditions(tracked),
-                "nextScheduleTime": _time(tracked.next_slot),
-            },
-        )
+        self._update(tracked, {})
 
     def started(self, tracked: Tracked, attempt: Attempt) -> None:
-        # the slot that fires was rescheduled unpublished at claim time: its successor shows now
-        changes: dict[str, Any] = {
-            "active": self._active(tracked),
-            "nextScheduleTime": _time(tracked.next_slot),
-            "conditions": self.conditions(tracked),
-        }
+        changes: dict[str, Any] = {"active": self._active(tracked)}
         if attempt.trigger != Trigger.MANUAL:
             changes["lastScheduleTime"] = _time(attempt.slot)
         self._update(tracked, changes)
@@ -154,16 +169,10 @@ class Projection:
             completion_time=finished,
             status=status,
             attempt=attempt,
-            trigger=Trigger(trigger),
+            trigger=trigger,  # the model validates the string into a Trigger
             message=(message or reason or "")[:MAX_LAST_RUN_MESSAGE],
         )
-        changes: dict[str, Any] = {
-            "lastRun": _dump(last_run),
-            "active": self._active(tracked),
-            "observedGeneration": tracked.generation,
-            "conditions": self.conditions(tracked),
-            "nextScheduleTime": _time(tracked.next_slot),
-        }
+        changes: dict[str, Any] = {"lastRun": _dump(last_run), "active": self._active(tracked)}
         if trigger != Trigger.MANUAL:
             changes["lastScheduleTime"] = _time(slot)
         if status == RunStatus.SUCCEEDED:

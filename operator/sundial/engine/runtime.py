@@ -117,6 +117,8 @@ class Runtime:
     async def observe(self, body: dict[str, Any], *, deleted: bool = False) -> None:
         """Feed every watch event here; cheap when nothing relevant changed."""
         await self.intake.observe(body, deleted=deleted)
+        if deleted:
+            self.execution.forget(str((body.get("metadata") or {}).get("uid")))
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:

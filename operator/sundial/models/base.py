@@ -26,11 +26,11 @@ class CamelModel(pydantic.BaseModel):
 
 def format_timestamp(value: datetime.datetime) -> str:
     """RFC 3339 in UTC with a ``Z``, as Kubernetes writes it; fractional seconds only if present."""
-    utc = value.astimezone(datetime.UTC)
-    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
-    if utc.microsecond:
-        text += f".{utc.microsecond:06d}"
-    return text + "Z"
+    # isoformat is C code and prints microseconds only when there are some: on the hot path of
+    # every status update, it is several times faster than strftime
+    if value.tzinfo is not datetime.UTC:
+        value = value.astimezone(datetime.UTC)
+    return value.isoformat()[:-6] + "Z"  # "+00:00" -> "Z"
 
 
 def parse_timestamp(value: Any) -> datetime.datetime | None:
