@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,21 +13,10 @@ import pytest
 
 from sundial.store.records import RunRecord
 from sundial.store.store import RunStore
-from tests.integration.conftest import Receiver
+from tests.integration.conftest import Receiver, StartOperator, runs_of, sundial_env
 from tests.support.kube import Kubectl, cronconfig, wait_until
-from tests.support.operator import OperatorProcess
-from tests.support.services import ControlPlane
 
 pytestmark = pytest.mark.k8s
-StartOperator = Callable[..., OperatorProcess]
-
-
-def _env(db: str, redis: str | None, namespace: str, **extra: str) -> dict[str, str]:
-    env = {"SUNDIAL_DATABASE_URL": db, "SUNDIAL_NAMESPACES": namespace, "SUNDIAL_LEASE_TTL_SECONDS": "3"}
-    if redis:
-        env["SUNDIAL_REDIS_URL"] = redis
-    env.update(extra)
-    return env
 
 
 @pytest.fixture(params=["postgres+redis", "sqlite+local"])
@@ -38,47 +26,11 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | 
     return request.getfixturevalue("fresh_postgres"), request.getfixturevalue("redis_url")
 
 
-@pytest.fixture
-def pg_redis(fresh_postgres: str, redis_url: str) -> tuple[str, str]:
-    return fresh_postgres, redis_url
-
-
-def _migrate(db: str) -> None:
-    from sundial.store import migrate
-
-    migrate.upgrade(db)
-
-
-def runs_of(db: str, namespace: str, name: str, limit: int = 10_000) -> list[RunRecord]:
-    with RunStore(db) as store:
-        return store.runs(namespace, name, limit=limit)
-
-
-@pytest.fixture
-def operator_for(control_plane: ControlPlane, tmp_path: Path) -> Iterator[StartOperator]:
-    started: list[OperatorProcess] = []
-
-    def start(env: dict[str, str], replica: str = "replica-a") -> OperatorProcess:
-        _migrate(env["SUNDIAL_DATABASE_URL"])
-        op = OperatorProcess(
-            kubeconfig=str(control_plane.kubeconfig), env=env, replica=replica, log_dir=tmp_path
-        )
-        started.append(op)
-        return op.start()
-
-    yield start
-    for op in started:
-        try:
-            op.stop()
-        except Exception:
-            op.kill()
-
-
 def test_fires_records_and_shows_status(
     kubectl: Kubectl, namespace: str, backend: tuple[str, str | None], operator_for: StartOperator
 ) -> None:
     db, redis = backend
-    op = operator_for(_env(db, redis, namespace))
+    op = operator_for(sundial_env(db, redis, namespace))
     kubectl.apply(
         cronconfig(
             "tick",
@@ -135,7 +87,7 @@ def test_forbid_never_overlaps_and_records_skips(
     kubectl: Kubectl, namespace: str, pg_redis: tuple[str, str], operator_for: StartOperator
 ) -> None:
     db, redis = pg_redis
-    operator_for(_env(db, redis, namespace))
+    operator_for(sundial_env(db, redis, namespace))
     kubectl.apply(
         cronconfig(
             "slow",
@@ -164,7 +116,7 @@ def test_replace_cancels_the_running_attempt(
     kubectl: Kubectl, namespace: str, pg_redis: tuple[str, str], operator_for: StartOperator
 ) -> None:
     db, redis = pg_redis
-    operator_for(_env(db, redis, namespace))
+    operator_for(sundial_env(db, redis, namespace))
     kubectl.apply(
         cronconfig(
             "rep",
@@ -191,7 +143,7 @@ def test_allow_overlaps(
     kubectl: Kubectl, namespace: str, pg_redis: tuple[str, str], operator_for: StartOperator
 ) -> None:
     db, redis = pg_redis
-    operator_for(_env(db, redis, namespace))
+    operator_for(sundial_env(db, redis, namespace))
     kubectl.apply(
         cronconfig(
             "par",
@@ -218,7 +170,7 @@ def test_retries_then_success(
     kubectl: Kubectl, namespace: str, backend: tuple[str, str | None], operator_for: StartOperator
 ) -> None:
     db, redis = backend
-    operator_for(_env(db, redis, namespace))
+    operator_for(sundial_env(db, redis, namespace))
     kubectl.apply(
         cronconfig(
             "flaky",
@@ -257,7 +209,7 @@ def test_a_recorded_retry_survives_its_replica(
     """A retry is a Pending row from the moment it is decided: it runs after a crash or restart,
     with its backoff kept, exactly once."""
     db, redis = pg_redis
-    a = operator_for(_env(db, redis, namespace), replica="replica-a")
+    a = operator_for(sundial_env(db, redis, namespace), replica="replica-a")
     kubectl.apply(
         cronconfig(
             "flaky",
@@ -280,7 +232,7 @@ def test_a_recorded_retry_survives_its_replica(
     else:
         assert a.stop() == 0
         successor = "replica-a"
-    operator_for(_env(db, redis, namespace), replica=successor)
+    operator_for(sundial_env(db, redis, namespace), replica=successor)
     wait_until(
         lambda: any(r.status == "Succeeded" for r in runs_of(db, namespace, "flaky")),
         timeout=40,
@@ -313,7 +265,7 @@ def test_timeout_marks_attempt_timed_out(
     kubectl: Kubectl, namespace: str, pg_redis: tuple[str, str], operator_for: StartOperator
 ) -> None:
     db, redis = pg_redis
-    operator_for(_env(db, redis, namespace))
+    operator_for(sundial_env(db, redis, namespace))
     kubectl.apply(
         cronconfig(
             "slowpoke",
@@ -340,7 +292,7 @@ def test_dry_run_records_without_executing(
     kubectl: Kubectl, namespace: str, pg_redis: tuple[str, str], operator_for: StartOperator
 ) -> None:
     db, redis = pg_redis
-    operator_for(_env(db, redis, namespace))
+    operator_for(sundial_env(db, redis, namespace))
     kubectl.apply(
         cronconfig(
             "dry", namespace, schedule="* * * * * *", dryRun=True, job={"handler": {"name": "sundial.echo"}}
@@ -360,7 +312,7 @@ def test_suspend_spec_change_and_delete(
     kubectl: Kubectl, namespace: str, pg_redis: tuple[str, str], operator_for: StartOperator
 ) -> None:
     db, redis = pg_redis
-    operator_for(_env(db, redis, namespace))
+    operator_for(sundial_env(db, redis, namespace))
     obj = cronconfig(
         "sus", namespace, schedule="* * * * * *", suspend=True, job={"handler": {"name": "sundial.noop"}}
     )
@@ -405,7 +357,7 @@ def test_run_at_one_shot_completes(
     kubectl: Kubectl, namespace: str, pg_redis: tuple[str, str], operator_for: StartOperator
 ) -> None:
     db, redis = pg_redis
-    operator_for(_env(db, redis, namespace))
+    operator_for(sundial_env(db, redis, namespace))
     at = (datetime.now(UTC) + timedelta(seconds=3)).replace(microsecond=0)
     kubectl.apply(
         cronconfig(
@@ -440,7 +392,7 @@ def test_http_job_with_secret_header_is_redacted(
     kubectl.run(
         "create", "secret", "generic", "hook-token", "-n", namespace, "--from-literal=token=s3cr3t-value"
     )
-    operator_for(_env(db, redis, namespace))
+    operator_for(sundial_env(db, redis, namespace))
     kubectl.apply(
         cronconfig(
             "hook",
@@ -484,7 +436,7 @@ def test_run_now_fires_once_per_value_across_restarts(
     kubectl: Kubectl, namespace: str, backend: tuple[str, str | None], operator_for: StartOperator
 ) -> None:
     db, redis = backend
-    op = operator_for(_env(db, redis, namespace))
+    op = operator_for(sundial_env(db, redis, namespace))
     kubectl.apply(
         cronconfig("manual", namespace, schedule="0 0 1 1 *", job={"handler": {"name": "sundial.echo"}})
     )
@@ -492,7 +444,7 @@ def test_run_now_fires_once_per_value_across_restarts(
     kubectl.run("annotate", "cronconfig", "manual", "-n", namespace, "sundial.io/run-now=first")
     wait_until(lambda: len(runs_of(db, namespace, "manual")) == 1, what="manual run")
     op.stop()
-    operator_for(_env(db, redis, namespace))
+    operator_for(sundial_env(db, redis, namespace))
     time.sleep(3)
     assert len(runs_of(db, namespace, "manual")) == 1, (
         "the same value never fires twice, even after a restart"
@@ -509,7 +461,7 @@ def test_missed_slots_after_a_minute_of_downtime(
     kubectl: Kubectl, namespace: str, pg_redis: tuple[str, str], operator_for: StartOperator
 ) -> None:
     db, redis = pg_redis
-    op = operator_for(_env(db, redis, namespace))
+    op = operator_for(sundial_env(db, redis, namespace))
     for policy in ("Skip", "RunOnce", "RunAll"):
         kubectl.apply(
             cronconfig(
@@ -527,7 +479,7 @@ def test_missed_slots_after_a_minute_of_downtime(
     stopped = datetime.now(UTC)
     time.sleep(60)
     restarted = datetime.now(UTC)
-    operator_for(_env(db, redis, namespace))
+    operator_for(sundial_env(db, redis, namespace))
     names = ("skip", "runonce", "runall")
 
     def after_stop(name: str) -> list[RunRecord]:
@@ -578,8 +530,8 @@ def test_two_replicas_run_each_slot_exactly_once(
     receiver: Receiver,
 ) -> None:
     db, redis = pg_redis
-    operator_for(_env(db, redis, namespace), replica="replica-a")
-    operator_for(_env(db, redis, namespace), replica="replica-b")
+    operator_for(sundial_env(db, redis, namespace), replica="replica-a")
+    operator_for(sundial_env(db, redis, namespace), replica="replica-b")
     kubectl.apply(
         cronconfig(
             "both",
@@ -613,7 +565,8 @@ def test_a_killed_replicas_claimed_slots_are_run_by_the_other(
     """SIGKILL while holding slots claimed ahead: the survivor adopts them, late but exactly once."""
     db, redis = pg_redis
     replicas = {
-        name: operator_for(_env(db, redis, namespace), replica=name) for name in ("replica-a", "replica-b")
+        name: operator_for(sundial_env(db, redis, namespace), replica=name)
+        for name in ("replica-a", "replica-b")
     }
     kubectl.apply(
         cronconfig(
@@ -651,7 +604,7 @@ def test_status_patches_are_coalesced(
     kubectl: Kubectl, namespace: str, pg_redis: tuple[str, str], operator_for: StartOperator
 ) -> None:
     db, redis = pg_redis
-    op = operator_for(_env(db, redis, namespace, SUNDIAL_STATUS_QPS="4"))
+    op = operator_for(sundial_env(db, redis, namespace, SUNDIAL_STATUS_QPS="4"))
     for i in range(8):
         kubectl.apply(
             cronconfig(f"c{i}", namespace, schedule="* * * * * *", job={"handler": {"name": "sundial.noop"}})
@@ -682,7 +635,7 @@ def test_sigterm_finishes_running_attempts_and_dead_replica_is_taken_over(
     kubectl: Kubectl, namespace: str, pg_redis: tuple[str, str], operator_for: StartOperator
 ) -> None:
     db, redis = pg_redis
-    a = operator_for(_env(db, redis, namespace), replica="replica-a")
+    a = operator_for(sundial_env(db, redis, namespace), replica="replica-a")
     kubectl.apply(
         cronconfig(
             "long",
@@ -699,8 +652,8 @@ def test_sigterm_finishes_running_attempts_and_dead_replica_is_taken_over(
     graceful = runs_of(db, namespace, "long")[0]
     assert graceful.status == "Succeeded", "SIGTERM lets the running attempt finish"
     # now a crash: replica a is killed mid-run and replica b takes the run over
-    a = operator_for(_env(db, redis, namespace), replica="replica-a")
-    b = operator_for(_env(db, redis, namespace), replica="replica-b")
+    a = operator_for(sundial_env(db, redis, namespace), replica="replica-a")
+    b = operator_for(sundial_env(db, redis, namespace), replica="replica-b")
     kubectl.apply(
         cronconfig(
             "long",
