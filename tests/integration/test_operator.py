@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import statistics
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -40,15 +41,20 @@ def test_fires_records_and_shows_status(
             context={"team": "a"},
         )
     )
-    wait_until(lambda: len(runs_of(db, namespace, "tick")) >= 6, timeout=20, what="6 runs")
-    # slots are claimed (Pending) up to lookahead_seconds before they fire
-    runs = [r for r in runs_of(db, namespace, "tick") if r.trigger == "Schedule" and r.status != "Pending"]
-    assert len(runs) >= 3 and all(r.status == "Succeeded" for r in runs[1:3]), "newest may still be running"
+
+    def finished() -> list[RunRecord] | None:
+        # slots are claimed (Pending) up to lookahead_seconds before they fire, the newest may still
+        # run, and a slot that passed before the operator first read the history runs as CatchUp
+        runs = [r for r in runs_of(db, namespace, "tick") if r.trigger == "Schedule" and r.finished_at]
+        return runs if len(runs) >= 4 else None
+
+    runs = wait_until(finished, timeout=20, what="4 finished runs")
+    assert all(r.status == "Succeeded" for r in runs), [(r.scheduled_for, r.status, r.reason) for r in runs]
     assert all(r.scheduled_for.microsecond == 0 for r in runs), "slots are whole seconds"
     assert runs[1].result == {"context": {"team": "a"}, "attempt": 1}
     assert runs[1].logs and runs[1].logs[0]["message"] == "echo"
     lags = [(r.started_at - r.scheduled_for).total_seconds() for r in runs if r.started_at]
-    assert max(lags) < 1.0, lags
+    assert len(lags) == len(runs) and statistics.median(lags) < 0.5 and max(lags) < 3.0, lags
     status = wait_until(lambda: (s := kubectl.status("tick", namespace)).get("lastRun") and s, what="status")
     assert status["lastRun"]["status"] == "Succeeded"
     assert status["observedGeneration"] == 1
@@ -116,7 +122,8 @@ def test_replace_cancels_the_running_attempt(
     kubectl: Kubectl, namespace: str, pg_redis: tuple[str, str], operator_for: StartOperator
 ) -> None:
     db, redis = pg_redis
-    operator_for(sundial_env(db, redis, namespace))
+    # the attempts sleep 30 s: do not wait for them when the operator stops
+    operator_for(sundial_env(db, redis, namespace, SUNDIAL_SHUTDOWN_GRACE_SECONDS="1"))
     kubectl.apply(
         cronconfig(
             "rep",
@@ -133,10 +140,11 @@ def test_replace_cancels_the_running_attempt(
         what="a cancelled run",
     )
     runs = runs_of(db, namespace, "rep")
-    cancelled = [r for r in runs if r.status == "Cancelled"]
-    assert cancelled[0].reason == "Replaced"
-    newer = [r for r in runs if r.scheduled_for > cancelled[-1].scheduled_for]
-    assert newer and newer[0].status in ("Running", "Cancelled")
+    first = min((r for r in runs if r.status == "Cancelled"), key=lambda r: r.scheduled_for)
+    assert first.reason == "Replaced"
+    # the attempt that replaced it started (it is not a Pending row claimed ahead of its slot)
+    successor = min((r for r in runs if r.scheduled_for > first.scheduled_for), key=lambda r: r.scheduled_for)
+    assert successor.status in ("Running", "Cancelled") and successor.started_at is not None, successor
 
 
 def test_allow_overlaps(
@@ -181,7 +189,7 @@ def test_retries_then_success(
             retry={"limit": 3, "backoffSeconds": 1, "maxBackoffSeconds": 2},
         )
     )
-    time.sleep(1)
+    observed(kubectl, "flaky", namespace)
     subprocess_trigger(kubectl, namespace, "flaky")
     wait_until(
         lambda: any(r.status == "Succeeded" for r in runs_of(db, namespace, "flaky")),
@@ -220,7 +228,7 @@ def test_a_recorded_retry_survives_its_replica(
             retry={"limit": 2, "backoffSeconds": 8, "maxBackoffSeconds": 8},
         )
     )
-    time.sleep(1)
+    observed(kubectl, "flaky", namespace)
     subprocess_trigger(kubectl, namespace, "flaky")
     wait_until(
         lambda: any(r.attempt == 2 and r.status == "Pending" for r in runs_of(db, namespace, "flaky")),
@@ -247,6 +255,11 @@ def test_a_recorded_retry_survives_its_replica(
     assert runs[1].replica == successor
     assert runs[1].started_at is not None and runs[0].finished_at is not None
     assert (runs[1].started_at - runs[0].finished_at).total_seconds() >= 7.5, "the backoff is kept"
+
+
+def observed(kubectl: Kubectl, name: str, namespace: str) -> None:
+    """Wait until the operator has seen the CronConfig (its status has conditions)."""
+    wait_until(lambda: kubectl.status(name, namespace).get("conditions"), what=f"{name} observed")
 
 
 def subprocess_trigger(kubectl: Kubectl, namespace: str, name: str) -> None:
@@ -340,17 +353,24 @@ def test_suspend_spec_change_and_delete(
     obj["spec"]["schedule"] = "* * * * * *"
     kubectl.apply(obj)
     first = wait_until(lambda: runs_of(db, namespace, "sus"), timeout=10, what="first run after change")
-    assert first[-1].scheduled_for.timestamp() - changed < 2.5
+    # the next whole second after the change, give or take a loaded machine (not next year's slot)
+    assert first[-1].scheduled_for.timestamp() - changed < 4.0
     assert first[-1].generation == 3
+    uid = first[0].config_uid
     kubectl.run("delete", "cronconfig", "sus", "-n", namespace)
-    time.sleep(1.5)
+
+    def deleted() -> bool:
+        with RunStore(db) as store:
+            config = store.get_config(uid)
+            return config is not None and config.deleted_at is not None
+
+    wait_until(deleted, what="the deletion recorded")
+    time.sleep(2)  # claims already in flight (at most a lookahead ahead) may still land
     count = len(runs_of(db, namespace, "sus"))
     time.sleep(2.5)
     assert len(runs_of(db, namespace, "sus")) == count, "deletion stops firing"
     with RunStore(db) as store:
-        configs = [c for c in [store.get_config(first[0].config_uid)] if c]
-        assert configs and configs[0].deleted_at is not None
-        assert [v.generation for v in store.versions(first[0].config_uid)] == [1, 2, 3]
+        assert [v.generation for v in store.versions(uid)] == [1, 2, 3]
 
 
 def test_run_at_one_shot_completes(
@@ -440,12 +460,14 @@ def test_run_now_fires_once_per_value_across_restarts(
     kubectl.apply(
         cronconfig("manual", namespace, schedule="0 0 1 1 *", job={"handler": {"name": "sundial.echo"}})
     )
-    time.sleep(1)
+    observed(kubectl, "manual", namespace)
     kubectl.run("annotate", "cronconfig", "manual", "-n", namespace, "sundial.io/run-now=first")
     wait_until(lambda: len(runs_of(db, namespace, "manual")) == 1, what="manual run")
-    op.stop()
-    operator_for(sundial_env(db, redis, namespace))
-    time.sleep(3)
+    assert op.stop() == 0
+    op = operator_for(sundial_env(db, redis, namespace))
+    # the restarted operator has read the history (where a pending run-now fires) and scheduled it
+    wait_until(lambda: "sundial_scheduled_cronconfigs 1.0" in op.metrics(), what="scheduled again")
+    time.sleep(2)
     assert len(runs_of(db, namespace, "manual")) == 1, (
         "the same value never fires twice, even after a restart"
     )
@@ -508,7 +530,8 @@ def test_missed_slots_after_a_minute_of_downtime(
             for s in (stopped.replace(microsecond=0) + timedelta(seconds=i) for i in range(1, 90))
             if s.second % 5 == 0 and stopped < s < resumed
         ]
-        assert 11 <= len(expected) <= 15 and expected[-1] >= restarted - timedelta(seconds=5)
+        # 60 s of downtime plus the restart: 12 slots and a few, however slowly the operator starts
+        assert 11 <= len(expected) <= 20 and expected[-1] >= restarted - timedelta(seconds=5)
         caught = [r for r in rows if r.scheduled_for < resumed]
         assert [r.scheduled_for for r in caught] == expected, name
         assert {r.trigger for r in caught} == {"CatchUp"}
@@ -541,12 +564,11 @@ def test_two_replicas_run_each_slot_exactly_once(
             job={"http": {"url": receiver.url, "method": "POST"}},
         )
     )
-    time.sleep(22)
-    slots = receiver.slots()
-    counts = Counter(slots)
+    wait_until(lambda: len(set(receiver.slots())) >= 18, timeout=45, what="18 slots executed")
+    time.sleep(2)  # a duplicate execution of the last slots would arrive by now
+    counts = Counter(receiver.slots())
     assert not [s for s, n in counts.items() if n > 1], f"duplicate executions: {counts.most_common(3)}"
     seen = sorted(datetime.fromisoformat(s) for s in counts)
-    assert len(seen) >= 18
     gaps = [b for a, b in itertools.pairwise(seen) if (b - a).total_seconds() != 1]
     assert not gaps, f"gaps before {gaps}"
     runs = runs_of(db, namespace, "both")
@@ -584,7 +606,13 @@ def test_a_killed_replicas_claimed_slots_are_run_by_the_other(
     assert victim in replicas
     replicas[victim].kill()
     killed = datetime.now(UTC)
-    time.sleep(12)  # heartbeat TTL 3 s + reaper period, then more slots
+    # heartbeat TTL 3 s + reaper period, then more slots
+    wait_until(
+        lambda: any(datetime.fromisoformat(s) > killed + timedelta(seconds=9) for s in receiver.slots()),
+        timeout=30,
+        what="slots executed well after the kill",
+    )
+    time.sleep(1)
     counts = Counter(receiver.slots())
     assert not [s for s, n in counts.items() if n > 1], f"duplicate executions: {counts.most_common(3)}"
     seen = sorted(datetime.fromisoformat(s) for s in counts)
@@ -609,14 +637,23 @@ def test_status_patches_are_coalesced(
         kubectl.apply(
             cronconfig(f"c{i}", namespace, schedule="* * * * * *", job={"handler": {"name": "sundial.noop"}})
         )
-    time.sleep(2)
+    wait_until(lambda: all(runs_of(db, namespace, f"c{i}") for i in range(8)), what="all 8 firing")
     before = _patches(op.metrics())
     t0 = time.monotonic()
-    time.sleep(8)
+    since = datetime.now(UTC)
+
+    def slots_since(i: int) -> list[datetime]:
+        rows = runs_of(db, namespace, f"c{i}")
+        return sorted(r.scheduled_for for r in rows if r.scheduled_for > since and r.status == "Succeeded")
+
+    # 8 CronConfigs firing every second want far more than 4 patches/s: status must lag, history not
+    wait_until(lambda: all(len(slots_since(i)) >= 8 for i in range(8)), timeout=30, what="8 runs each")
     patches = _patches(op.metrics()) - before
     elapsed = time.monotonic() - t0
-    runs = sum(len(runs_of(db, namespace, f"c{i}")) for i in range(8))
-    assert runs >= 8 * 8, "history is complete even when status lags"
+    for i in range(8):
+        slots = slots_since(i)
+        gaps = [b for a, b in itertools.pairwise(slots) if (b - a).total_seconds() != 1]
+        assert not gaps, f"c{i}: slots missing from the history before {gaps}"
     assert patches <= 4 * elapsed + 8, f"{patches} patches in {elapsed:.1f}s exceed the 4/s budget"
     wait_until(
         lambda: all(kubectl.status(f"c{i}", namespace).get("lastRun") for i in range(8)), what="status"
@@ -645,7 +682,7 @@ def test_sigterm_finishes_running_attempts_and_dead_replica_is_taken_over(
             job={"handler": {"name": "sundial.echo"}},
         )
     )
-    time.sleep(1)
+    observed(kubectl, "long", namespace)
     kubectl.run("annotate", "cronconfig", "long", "-n", namespace, "sundial.io/run-now=graceful")
     wait_until(lambda: runs_of(db, namespace, "long"), what="running")
     assert a.stop() == 0
