@@ -34,7 +34,12 @@ async def leaky(ctx: sundial.JobContext) -> dict[str, Any]:
         raise sundial.JobFailed(f"the service rejected token {value}", result={"token": value})
     if outcome == 1:
         raise RuntimeError(f"crashed while holding {value}")
-    return {"token": value, "header": f"Bearer {value}", "fingerprint": fingerprint(value)}
+    return {
+        "token": value,
+        "header": f"Bearer {value}",
+        "byToken": {value: "a secret as a key"},
+        "fingerprint": fingerprint(value),
+    }
 
 
 @sundial.job("tests.async_secret")

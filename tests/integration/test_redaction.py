@@ -153,7 +153,12 @@ def test_handler_secret_is_redacted_from_result_logs_and_errors(
 
     outcomes = wait_until(one_of_each, timeout=30, what="a success, a JobFailed and a crash")
     ok = outcomes["Succeeded/None"]
-    assert ok.result == {"token": "***", "header": "Bearer ***", "fingerprint": fingerprint(secret)}
+    assert ok.result == {
+        "token": "***",
+        "header": "Bearer ***",
+        "byToken": {"***": "a secret as a key"},
+        "fingerprint": fingerprint(secret),
+    }
     expected_log: dict[str, Any] = {"token": "***", "nested": {"list": ["***", "fine"]}}
     for run in outcomes.values():
         assert run.logs[0]["message"] == "using token ***"
