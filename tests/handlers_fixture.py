@@ -3,21 +3,19 @@
 The operator subprocess gets the repository root on ``PYTHONPATH``, so this module imports as
 ``tests.handlers_fixture``. Each handler reads the Secret named by its CronConfig's context
 (``secretName``, ``secretKey``).
+
+Only the operator imports this module: importing it in the test process would add these
+handlers to that process's registry, which other tests read (the "known: ..." of messages).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import threading
 from typing import Any
 
 import sundial
-
-
-def fingerprint(value: str) -> str:
-    """What the handlers return instead of the secret itself, so a test can check the value read."""
-    return hashlib.sha256(value.encode()).hexdigest()[:16]
+from tests.support.digest import fingerprint
 
 
 @sundial.job("tests.leaky")

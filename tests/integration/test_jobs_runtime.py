@@ -11,8 +11,8 @@ import pytest
 
 from sundial.scheduling import jitter_offset
 from sundial.store.records import RunRecord
-from tests.handlers_fixture import fingerprint
 from tests.integration.conftest import Receiver, StartOperator, runs_of, serve_receiver, sundial_env
+from tests.support.digest import fingerprint
 from tests.support.kube import Kubectl, cronconfig, wait_until
 
 pytestmark = pytest.mark.k8s

@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy as sa
 
 from sundial.store.records import RunRecord
-from tests.handlers_fixture import fingerprint
 from tests.integration.conftest import Receiver, StartOperator, runs_of, sundial_env
+from tests.support.digest import fingerprint
 from tests.support.kube import Kubectl, cronconfig, wait_until
 from tests.support.operator import OperatorProcess
 
