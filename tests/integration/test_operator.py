@@ -170,7 +170,10 @@ def test_allow_overlaps(
     done = sorted(
         (r for r in runs_of(db, namespace, "par") if r.status == "Succeeded"), key=lambda r: r.scheduled_for
     )
-    assert any(b.started_at < a.finished_at for a, b in itertools.pairwise(done)), "Allow overlaps"
+    assert all(r.started_at and r.finished_at for r in done)
+    assert any(
+        b.started_at and a.finished_at and b.started_at < a.finished_at for a, b in itertools.pairwise(done)
+    ), "Allow overlaps"
     assert not any(r.status == "Skipped" for r in runs_of(db, namespace, "par"))
 
 
@@ -203,8 +206,8 @@ def test_retries_then_success(
         (3, "Succeeded", "Retry"),
     ]
     assert len({r.scheduled_for for r in runs}) == 1, "retries belong to the same slot"
-    assert (runs[1].started_at - runs[0].finished_at).total_seconds() >= 0.9
-    assert (runs[2].started_at - runs[1].finished_at).total_seconds() >= 1.9
+    assert seconds_between(runs[0].finished_at, runs[1].started_at) >= 0.9
+    assert seconds_between(runs[1].finished_at, runs[2].started_at) >= 1.9
     events = [e for e in kubectl.events(namespace) if e["reason"] == "RunFailed"]
     assert events and "asked to fail" in events[0]["message"]
 
@@ -255,6 +258,11 @@ def test_a_recorded_retry_survives_its_replica(
     assert runs[1].replica == successor
     assert runs[1].started_at is not None and runs[0].finished_at is not None
     assert (runs[1].started_at - runs[0].finished_at).total_seconds() >= 7.5, "the backoff is kept"
+
+
+def seconds_between(earlier: datetime | None, later: datetime | None) -> float:
+    assert earlier is not None and later is not None
+    return (later - earlier).total_seconds()
 
 
 def observed(kubectl: Kubectl, name: str, namespace: str) -> None:
