@@ -7,14 +7,16 @@ import os
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.support import services  # noqa: E402
+from tests.support.operator import OperatorProcess  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -56,10 +58,43 @@ def rss_mib(pid: int, field: str = "VmRSS:") -> float:
     return float("nan")
 
 
+class BenchFailure(Exception):
+    """The numbers cannot be trusted (a slot not recorded, a metric missing): exit 1, say why."""
+
+
 def metric(port: int, prefix: str) -> float:
-    """The first sample of the operator's /metrics whose line starts with ``prefix``."""
+    """The first sample of the operator's /metrics whose line starts with ``prefix``.
+
+    A labelled sample not created yet (a counter nothing has incremented) is 0; a metric whose
+    family the operator does not export at all raises :class:`BenchFailure`.
+    """
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith(prefix):
-                return float(line.split()[-1])
-    return 0.0
+        lines = r.read().decode().splitlines()
+    for line in lines:
+        if line.startswith(prefix):
+            return float(line.split()[-1])
+    family = prefix.split("{", 1)[0].strip()
+    declared = {f"# TYPE {family} ", f"# TYPE {family.removesuffix('_total')} "}
+    if "{" in prefix and any(line.startswith(tuple(declared)) for line in lines):
+        return 0.0
+    raise BenchFailure(f"metric {prefix.strip()!r} is missing from /metrics of the operator on port {port}")
+
+
+def stop(op: OperatorProcess) -> None:
+    """SIGTERM one operator; anything but a clean exit 0 within 60 s fails the benchmark."""
+    try:
+        code = op.stop(timeout=60)
+    except subprocess.TimeoutExpired:
+        raise BenchFailure(f"operator {op.replica} did not stop within 60 s of SIGTERM (killed)") from None
+    if code != 0:
+        raise BenchFailure(f"operator {op.replica} exited with {code} after SIGTERM; log: {op.log_path}")
+
+
+def run(main: Callable[[], None]) -> NoReturn:
+    """Run a benchmark's ``main`` and exit: 0, or 1 with the reason on stderr."""
+    try:
+        main()
+    except BenchFailure as err:
+        print(f"BENCHMARK FAILED: {err}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    sys.exit(0)

@@ -15,16 +15,16 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
 import yaml
-from common import ROOT, components, cpu_seconds, kubectl, metric, rss_mib
+from common import ROOT, BenchFailure, components, cpu_seconds, kubectl, metric, rss_mib, run, stop
 from tests.support import services
 from tests.support.operator import OperatorProcess
 
@@ -40,7 +40,9 @@ PATCHES = 'sundial_status_patches_total{result="ok"}'
 @dataclass
 class Phase:
     replicas: int
-    rows: list[sa.Row[tuple[datetime, datetime | None, str, str | None, str | None]]]
+    rows: list[sa.Row[tuple[str, datetime, datetime | None, str, str | None, str | None]]]
+    start: datetime
+    end: datetime
     elapsed: float
     cpu: list[float]
     rss: list[float]
@@ -104,26 +106,85 @@ def _run_phase(
         patches = sum(metric(op.port, PATCHES) for op in ops) - patches0
         rss = [rss_mib(pid, "VmHWM:") for pid in pids]
         end = start + timedelta(seconds=args.seconds)
+        _settle(db_url, namespace, end)
     finally:
+        failures: list[str] = []
         for op in ops:
             print(f"[{replicas} replica(s)] operator log: {op.log_path}", flush=True)
             try:
-                op.stop(timeout=60)
-            except subprocess.TimeoutExpired:
-                print("operator did not stop within 60s of SIGTERM; killed", flush=True)
+                stop(op)
+            except BenchFailure as err:
+                failures.append(str(err))
         kubectl(plane, "delete", "namespace", namespace, "--wait=false")
+    if failures:
+        raise BenchFailure("; ".join(failures))
+    return Phase(replicas, _window(db_url, namespace, start, end), start, end, elapsed, cpu, rss, patches)
+
+
+def _window(
+    db_url: str, namespace: str, start: datetime, end: datetime
+) -> list[sa.Row[tuple[str, datetime, datetime | None, str, str | None, str | None]]]:
+    """The scheduled runs of the measured window, one row per (CronConfig, slot) if all went well."""
     engine = sa.create_engine(db_url)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                "SELECT scheduled_for, started_at, status, reason, replica FROM cron_runs "
-                "WHERE namespace = :ns AND scheduled_for > :s AND scheduled_for <= :e "
-                "AND trigger = 'Schedule'"
-            ),
-            {"ns": namespace, "s": start, "e": end},
-        ).all()
-    engine.dispose()
-    return Phase(replicas, list(rows), elapsed, cpu, rss, patches)  # type: ignore[arg-type]
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT name, scheduled_for, started_at, status, reason, replica FROM cron_runs "
+                    "WHERE namespace = :ns AND scheduled_for > :s AND scheduled_for <= :e "
+                    "AND trigger = 'Schedule'"
+                ),
+                {"ns": namespace, "s": start, "e": end},
+            ).all()
+    finally:
+        engine.dispose()
+    return list(rows)
+
+
+def _settle(db_url: str, namespace: str, end: datetime, timeout: float = 30) -> None:
+    """Before stopping: wait (a bounded time) until the window's last slots have fired and
+    finished, so a stop that gives back slots claimed ahead cannot take any of the window's."""
+    deadline = time.monotonic() + timeout
+    engine = sa.create_engine(db_url)
+    try:
+        while time.monotonic() < deadline:
+            if datetime.now(UTC) > end:
+                with engine.connect() as conn:
+                    unfinished = conn.execute(
+                        sa.text(
+                            "SELECT count(*) FROM cron_runs WHERE namespace = :ns "
+                            "AND scheduled_for <= :e AND status IN ('Pending', 'Running')"
+                        ),
+                        {"ns": namespace, "e": end},
+                    ).scalar_one()
+                if not unfinished:
+                    return
+            time.sleep(0.5)
+    finally:
+        engine.dispose()
+
+
+def _check(args: argparse.Namespace, phase: Phase) -> list[str]:
+    """Why the phase's numbers cannot be trusted: slots not recorded, recorded twice, not Succeeded."""
+    first = phase.start.replace(microsecond=0) + timedelta(seconds=1)
+    slots = [first + timedelta(seconds=i) for i in range(args.seconds + 1)]
+    slots = [s for s in slots if phase.start < s <= phase.end]
+    expected = {(f"noop-{i:05d}", slot) for i in range(args.configs) for slot in slots}
+    recorded = Counter((r.name, r.scheduled_for) for r in phase.rows)
+    problems: list[str] = []
+    missing = sorted(expected - set(recorded))
+    if missing:
+        sample = ", ".join(f"{name}@{slot.time()}" for name, slot in missing[:5])
+        problems.append(f"{len(missing)} of {len(expected)} slots were not recorded (e.g. {sample})")
+    twice = [key for key, n in recorded.items() if n > 1]
+    if twice:
+        problems.append(f"{len(twice)} slots were recorded more than once")
+    bad = Counter(
+        f"{r.status}/{r.reason}" if r.reason else r.status for r in phase.rows if r.status != "Succeeded"
+    )
+    if bad:
+        problems.append(f"{sum(bad.values())} runs did not succeed: {dict(bad)}")
+    return [f"{phase.replicas} replica(s): {p}" for p in problems]
 
 
 def _report(args: argparse.Namespace, phase: Phase) -> float | None:
@@ -168,7 +229,7 @@ def _report(args: argparse.Namespace, phase: Phase) -> float | None:
     return statistics.median(lags) if lags else None
 
 
-def main() -> int:
+def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -198,8 +259,10 @@ def main() -> int:
                     f"p50 lag ratio {phase.replicas} replicas / {phases[0].replicas}: "
                     f"{median / medians[0]:.2f}"
                 )
-    return 0
+    problems = [problem for phase in phases for problem in _check(args, phase)]
+    if problems:
+        raise BenchFailure("\n  ".join(["the measured window is incomplete:", *problems]))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

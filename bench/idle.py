@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
-from common import components, cpu_seconds, kubectl, metric, rss_mib
+from common import BenchFailure, components, cpu_seconds, kubectl, metric, rss_mib, run, stop
 from tests.support.operator import OperatorProcess
 
 
@@ -26,7 +25,7 @@ def _scheduled(port: int) -> float:
     return metric(port, "sundial_scheduled_cronconfigs ")
 
 
-def main() -> int:
+def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -67,8 +66,12 @@ def main() -> int:
             pid = op.proc.pid
             try:
                 t0 = time.monotonic()
-                while _scheduled(op.port) < count and time.monotonic() - t0 < 600:
+                while (scheduled := _scheduled(op.port)) < count and time.monotonic() - t0 < 600:
                     time.sleep(0.5)
+                if scheduled < count:
+                    raise BenchFailure(
+                        f"only {scheduled:.0f} of {count} CronConfigs were scheduled after 600 s"
+                    )
                 ready = time.monotonic() - t0
                 time.sleep(10)  # status patches of the newly seen CronConfigs drain at the QPS budget
                 while time.monotonic() - t0 < ready + count / 50 + 10:
@@ -77,8 +80,10 @@ def main() -> int:
                 time.sleep(args.seconds)
                 cpu = cpu_seconds(pid) - cpu0
                 results[ns] = (ready, rss_mib(pid), rss_mib(pid, "VmHWM:"), cpu)
+                if op.proc.poll() is not None:
+                    raise BenchFailure(f"operator exited with {op.proc.returncode}; log: {op.log_path}")
             finally:
-                op.stop(timeout=60)
+                stop(op)
     print(
         f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, "
         f"python {platform.python_version()}"
@@ -93,8 +98,7 @@ def main() -> int:
         )
     base, loaded = results["empty"][1], results["idle"][1]
     print(f"memory per CronConfig: {(loaded - base) * 1024 / max(args.configs, 1):.1f} KiB")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import statistics
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,21 +14,10 @@ import pytest
 
 from sundial.store.records import RunRecord
 from sundial.store.store import RunStore
-from tests.integration.conftest import Receiver
+from tests.integration.conftest import Receiver, StartOperator, runs_of, sundial_env
 from tests.support.kube import Kubectl, cronconfig, wait_until
-from tests.support.operator import OperatorProcess
-from tests.support.services import ControlPlane
 
 pytestmark = pytest.mark.k8s
-StartOperator = Callable[..., OperatorProcess]
-
-
-def _env(db: str, redis: str | None, namespace: str, **extra: str) -> dict[str, str]:
-    env = {"SUNDIAL_DATABASE_URL": db, "SUNDIAL_NAMESPACES": namespace, "SUNDIAL_LEASE_TTL_SECONDS": "3"}
-    if redis:
-        env["SUNDIAL_REDIS_URL"] = redis
-    env.update(extra)
-    return env
 
 
 @pytest.fixture(params=["postgres+redis", "sqlite+local"])
@@ -38,47 +27,11 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | 
     return request.getfixturevalue("fresh_postgres"), request.getfixturevalue("redis_url")
 
 
-@pytest.fixture
-def pg_redis(fresh_postgres: str, redis_url: str) -> tuple[str, str]:
-    return fresh_postgres, redis_url
-
-
-def _migrate(db: str) -> None:
-    from sundial.store import migrate
-
-    migrate.upgrade(db)
-
-
-def runs_of(db: str, namespace: str, name: str, limit: int = 10_000) -> list[RunRecord]:
-    with RunStore(db) as store:
-        return store.runs(namespace, name, limit=limit)
-
-
-@pytest.fixture
-def operator_for(control_plane: ControlPlane, tmp_path: Path) -> Iterator[StartOperator]:
-    started: list[OperatorProcess] = []
-
-    def start(env: dict[str, str], replica: str = "replica-a") -> OperatorProcess:
-        _migrate(env["SUNDIAL_DATABASE_URL"])
-        op = OperatorProcess(
-            kubeconfig=str(control_plane.kubeconfig), env=env, replica=replica, log_dir=tmp_path
-        )
-        started.append(op)
-        return op.start()
-
-    yield start
-    for op in started:
-        try:
-            op.stop()
-        except Exception:
-            op.kill()
-
-
 def test_fires_records_and_shows_status(
     kubectl: Kubectl, namespace: str, backend: tuple[str, str | None], operator_for: StartOperator
 ) -> None:
     db, redis = backend
-    op = operator_for(_env(db, redis, namespace))
+    op = operator_for(sundial_env(db, redis, namespace))
     kubectl.apply(
         cronconfig(
             "tick",
@@ -88,15 +41,20 @@ def test_fires_records_and_shows_status(
             context={"team": "a"},
         )
     )
-    wait_until(lambda: len(runs_of(db, namespace, "tick")) >= 6, timeout=20, what="6 runs")
-    # slots are claimed (Pending) up to lookahead_seconds before they fire
-    runs = [r for r in runs_of(db, namespace, "tick") if r.trigger == "Schedule" and r.status != "Pending"]
-    assert len(runs) >= 3 and all(r.status == "Succeeded" for r in runs[1:3]), "newest may still be running"
+
+    def finished() -> list[RunRecord] | None:
+        # slots are claimed (Pending) up to lookahead_seconds before they fire, the newest may still
+        # run, and a slot that passed before the operator first read the history runs as CatchUp
+        runs = [r for r in runs_of(db, namespace, "tick") if r.trigger == "Schedule" and r.finished_at]
+        return runs if len(runs) >= 4 else None
+
+    runs = wait_until(finished, timeout=20, what="4 finished runs")
+    assert all(r.status == "Succeeded" for r in runs), [(r.scheduled_for, r.status, r.reason) for r in runs]
     assert all(r.scheduled_for.microsecond == 0 for r in runs), "slots are whole seconds"
     assert runs[1].result == {"context": {"team": "a"}, "attempt": 1}
     assert runs[1].logs and runs[1].logs[0]["message"] == "echo"
     lags = [(r.started_at - r.scheduled_for).total_seconds() for r in runs if r.started_at]
-    assert max(lags) < 1.0, lags
+    assert len(lags) == len(runs) and statistics.median(lags) < 0.5 and max(lags) < 3.0, lags
     status = wait_until(lambda: (s := kubectl.status("tick", namespace)).get("lastRun") and s, what="status")
     assert status["lastRun"]["status"] == "Succeeded"
     assert status["observedGeneration"] == 1
@@ -135,7 +93,7 @@ def test_forbid_never_overlaps_and_records_skips(
     kubectl: Kubectl, namespace: str, pg_redis: tuple[str, str], operator_for: StartOperator
 ) -> None:
     db, redis = pg_redis
-    operator_for(_env(db, redis, namespace))
+    operator_for(sundial_env(db, redis, namespace))
     kubectl.apply(
         cronconfig(
             "slow",
@@ -164,7 +122,8 @@ def test_replace_cancels_the_running_attempt(
     kubectl: Kubectl, namespace: str, pg_redis: tuple[str, str], operator_for: StartOperator
 ) -> None:
     db, redis = pg_redis
-    operator_for(_env(db, redis, namespace))
+    # the attempts sleep 30 s: do not wait for them when the operator stops
+    operator_for(sundial_env(db, redis, namespace, SUNDIAL_SHUTDOWN_GRACE_SECONDS="1"))
     kubectl.apply(
         cronconfig(
             "rep",
@@ -181,17 +140,18 @@ def test_replace_cancels_the_running_attempt(
         what="a cancelled run",
     )
     runs = runs_of(db, namespace, "rep")
-    cancelled = [r for r in runs if r.status == "Cancelled"]
-    assert cancelled[0].reason == "Replaced"
-    newer = [r for r in runs if r.scheduled_for > cancelled[-1].scheduled_for]
-    assert newer and newer[0].status in ("Running", "Cancelled")
+    first = min((r for r in runs if r.status == "Cancelled"), key=lambda r: r.scheduled_for)
+    assert first.reason == "Replaced"
+    # the attempt that replaced it started (it is not a Pending row claimed ahead of its slot)
+    successor = min((r for r in runs if r.scheduled_for > first.scheduled_for), key=lambda r: r.scheduled_for)
+    assert successor.status in ("Running", "Cancelled") and successor.started_at is not None, successor
 
 
 def test_allow_overlaps(
     kubectl: Kubectl, namespace: str, pg_redis: tuple[str, str], operator_for: StartOperator
 ) -> None:
     db, redis = pg_redis
-    operator_for(_env(db, redis, namespace))
+    operator_for(sundial_env(db, redis, namespace))
     kubectl.apply(
         cronconfig(
             "par",
@@ -210,7 +170,10 @@ def test_allow_overlaps(
     done = sorted(
         (r for r in runs_of(db, namespace, "par") if r.status == "Succeeded"), key=lambda r: r.scheduled_for
     )
-    assert any(b.started_at < a.finished_at for a, b in itertools.pairwise(done)), "Allow overlaps"
+    assert all(r.started_at and r.finished_at for r in done)
+    assert any(
+        b.started_at and a.finished_at and b.started_at < a.finished_at for a, b in itertools.pairwise(done)
+    ), "Allow overlaps"
     assert not any(r.status == "Skipped" for r in runs_of(db, namespace, "par"))
 
 
@@ -218,7 +181,7 @@ def test_retries_then_success(
     kubectl: Kubectl, namespace: str, backend: tuple[str, str | None], operator_for: StartOperator
 ) -> None:
     db, redis = backend
-    operator_for(_env(db, redis, namespace))
+    operator_for(sundial_env(db, redis, namespace))
     kubectl.apply(
         cronconfig(
             "flaky",
@@ -229,7 +192,7 @@ def test_retries_then_success(
             retry={"limit": 3, "backoffSeconds": 1, "maxBackoffSeconds": 2},
         )
     )
-    time.sleep(1)
+    observed(kubectl, "flaky", namespace)
     subprocess_trigger(kubectl, namespace, "flaky")
     wait_until(
         lambda: any(r.status == "Succeeded" for r in runs_of(db, namespace, "flaky")),
@@ -243,8 +206,8 @@ def test_retries_then_success(
         (3, "Succeeded", "Retry"),
     ]
     assert len({r.scheduled_for for r in runs}) == 1, "retries belong to the same slot"
-    assert (runs[1].started_at - runs[0].finished_at).total_seconds() >= 0.9
-    assert (runs[2].started_at - runs[1].finished_at).total_seconds() >= 1.9
+    assert seconds_between(runs[0].finished_at, runs[1].started_at) >= 0.9
+    assert seconds_between(runs[1].finished_at, runs[2].started_at) >= 1.9
     events = [e for e in kubectl.events(namespace) if e["reason"] == "RunFailed"]
     assert events and "asked to fail" in events[0]["message"]
 
@@ -257,7 +220,7 @@ def test_a_recorded_retry_survives_its_replica(
     """A retry is a Pending row from the moment it is decided: it runs after a crash or restart,
     with its backoff kept, exactly once."""
     db, redis = pg_redis
-    a = operator_for(_env(db, redis, namespace), replica="replica-a")
+    a = operator_for(sundial_env(db, redis, namespace), replica="replica-a")
     kubectl.apply(
         cronconfig(
             "flaky",
@@ -268,7 +231,7 @@ def test_a_recorded_retry_survives_its_replica(
             retry={"limit": 2, "backoffSeconds": 8, "maxBackoffSeconds": 8},
         )
     )
-    time.sleep(1)
+    observed(kubectl, "flaky", namespace)
     subprocess_trigger(kubectl, namespace, "flaky")
     wait_until(
         lambda: any(r.attempt == 2 and r.status == "Pending" for r in runs_of(db, namespace, "flaky")),
@@ -280,7 +243,7 @@ def test_a_recorded_retry_survives_its_replica(
     else:
         assert a.stop() == 0
         successor = "replica-a"
-    operator_for(_env(db, redis, namespace), replica=successor)
+    operator_for(sundial_env(db, redis, namespace), replica=successor)
     wait_until(
         lambda: any(r.status == "Succeeded" for r in runs_of(db, namespace, "flaky")),
         timeout=40,
@@ -295,6 +258,16 @@ def test_a_recorded_retry_survives_its_replica(
     assert runs[1].replica == successor
     assert runs[1].started_at is not None and runs[0].finished_at is not None
     assert (runs[1].started_at - runs[0].finished_at).total_seconds() >= 7.5, "the backoff is kept"
+
+
+def seconds_between(earlier: datetime | None, later: datetime | None) -> float:
+    assert earlier is not None and later is not None
+    return (later - earlier).total_seconds()
+
+
+def observed(kubectl: Kubectl, name: str, namespace: str) -> None:
+    """Wait until the operator has seen the CronConfig (its status has conditions)."""
+    wait_until(lambda: kubectl.status(name, namespace).get("conditions"), what=f"{name} observed")
 
 
 def subprocess_trigger(kubectl: Kubectl, namespace: str, name: str) -> None:
@@ -313,7 +286,7 @@ def test_timeout_marks_attempt_timed_out(
     kubectl: Kubectl, namespace: str, pg_redis: tuple[str, str], operator_for: StartOperator
 ) -> None:
     db, redis = pg_redis
-    operator_for(_env(db, redis, namespace))
+    operator_for(sundial_env(db, redis, namespace))
     kubectl.apply(
         cronconfig(
             "slowpoke",
@@ -340,7 +313,7 @@ def test_dry_run_records_without_executing(
     kubectl: Kubectl, namespace: str, pg_redis: tuple[str, str], operator_for: StartOperator
 ) -> None:
     db, redis = pg_redis
-    operator_for(_env(db, redis, namespace))
+    operator_for(sundial_env(db, redis, namespace))
     kubectl.apply(
         cronconfig(
             "dry", namespace, schedule="* * * * * *", dryRun=True, job={"handler": {"name": "sundial.echo"}}
@@ -360,7 +333,7 @@ def test_suspend_spec_change_and_delete(
     kubectl: Kubectl, namespace: str, pg_redis: tuple[str, str], operator_for: StartOperator
 ) -> None:
     db, redis = pg_redis
-    operator_for(_env(db, redis, namespace))
+    operator_for(sundial_env(db, redis, namespace))
     obj = cronconfig(
         "sus", namespace, schedule="* * * * * *", suspend=True, job={"handler": {"name": "sundial.noop"}}
     )
@@ -388,24 +361,31 @@ def test_suspend_spec_change_and_delete(
     obj["spec"]["schedule"] = "* * * * * *"
     kubectl.apply(obj)
     first = wait_until(lambda: runs_of(db, namespace, "sus"), timeout=10, what="first run after change")
-    assert first[-1].scheduled_for.timestamp() - changed < 2.5
+    # the next whole second after the change, give or take a loaded machine (not next year's slot)
+    assert first[-1].scheduled_for.timestamp() - changed < 4.0
     assert first[-1].generation == 3
+    uid = first[0].config_uid
     kubectl.run("delete", "cronconfig", "sus", "-n", namespace)
-    time.sleep(1.5)
+
+    def deleted() -> bool:
+        with RunStore(db) as store:
+            config = store.get_config(uid)
+            return config is not None and config.deleted_at is not None
+
+    wait_until(deleted, what="the deletion recorded")
+    time.sleep(2)  # claims already in flight (at most a lookahead ahead) may still land
     count = len(runs_of(db, namespace, "sus"))
     time.sleep(2.5)
     assert len(runs_of(db, namespace, "sus")) == count, "deletion stops firing"
     with RunStore(db) as store:
-        configs = [c for c in [store.get_config(first[0].config_uid)] if c]
-        assert configs and configs[0].deleted_at is not None
-        assert [v.generation for v in store.versions(first[0].config_uid)] == [1, 2, 3]
+        assert [v.generation for v in store.versions(uid)] == [1, 2, 3]
 
 
 def test_run_at_one_shot_completes(
     kubectl: Kubectl, namespace: str, pg_redis: tuple[str, str], operator_for: StartOperator
 ) -> None:
     db, redis = pg_redis
-    operator_for(_env(db, redis, namespace))
+    operator_for(sundial_env(db, redis, namespace))
     at = (datetime.now(UTC) + timedelta(seconds=3)).replace(microsecond=0)
     kubectl.apply(
         cronconfig(
@@ -440,7 +420,7 @@ def test_http_job_with_secret_header_is_redacted(
     kubectl.run(
         "create", "secret", "generic", "hook-token", "-n", namespace, "--from-literal=token=s3cr3t-value"
     )
-    operator_for(_env(db, redis, namespace))
+    operator_for(sundial_env(db, redis, namespace))
     kubectl.apply(
         cronconfig(
             "hook",
@@ -484,16 +464,18 @@ def test_run_now_fires_once_per_value_across_restarts(
     kubectl: Kubectl, namespace: str, backend: tuple[str, str | None], operator_for: StartOperator
 ) -> None:
     db, redis = backend
-    op = operator_for(_env(db, redis, namespace))
+    op = operator_for(sundial_env(db, redis, namespace))
     kubectl.apply(
         cronconfig("manual", namespace, schedule="0 0 1 1 *", job={"handler": {"name": "sundial.echo"}})
     )
-    time.sleep(1)
+    observed(kubectl, "manual", namespace)
     kubectl.run("annotate", "cronconfig", "manual", "-n", namespace, "sundial.io/run-now=first")
     wait_until(lambda: len(runs_of(db, namespace, "manual")) == 1, what="manual run")
-    op.stop()
-    operator_for(_env(db, redis, namespace))
-    time.sleep(3)
+    assert op.stop() == 0
+    op = operator_for(sundial_env(db, redis, namespace))
+    # the restarted operator has read the history (where a pending run-now fires) and scheduled it
+    wait_until(lambda: "sundial_scheduled_cronconfigs 1.0" in op.metrics(), what="scheduled again")
+    time.sleep(2)
     assert len(runs_of(db, namespace, "manual")) == 1, (
         "the same value never fires twice, even after a restart"
     )
@@ -509,7 +491,7 @@ def test_missed_slots_after_a_minute_of_downtime(
     kubectl: Kubectl, namespace: str, pg_redis: tuple[str, str], operator_for: StartOperator
 ) -> None:
     db, redis = pg_redis
-    op = operator_for(_env(db, redis, namespace))
+    op = operator_for(sundial_env(db, redis, namespace))
     for policy in ("Skip", "RunOnce", "RunAll"):
         kubectl.apply(
             cronconfig(
@@ -527,7 +509,7 @@ def test_missed_slots_after_a_minute_of_downtime(
     stopped = datetime.now(UTC)
     time.sleep(60)
     restarted = datetime.now(UTC)
-    operator_for(_env(db, redis, namespace))
+    operator_for(sundial_env(db, redis, namespace))
     names = ("skip", "runonce", "runall")
 
     def after_stop(name: str) -> list[RunRecord]:
@@ -556,7 +538,8 @@ def test_missed_slots_after_a_minute_of_downtime(
             for s in (stopped.replace(microsecond=0) + timedelta(seconds=i) for i in range(1, 90))
             if s.second % 5 == 0 and stopped < s < resumed
         ]
-        assert 11 <= len(expected) <= 15 and expected[-1] >= restarted - timedelta(seconds=5)
+        # 60 s of downtime plus the restart: 12 slots and a few, however slowly the operator starts
+        assert 11 <= len(expected) <= 20 and expected[-1] >= restarted - timedelta(seconds=5)
         caught = [r for r in rows if r.scheduled_for < resumed]
         assert [r.scheduled_for for r in caught] == expected, name
         assert {r.trigger for r in caught} == {"CatchUp"}
@@ -578,8 +561,8 @@ def test_two_replicas_run_each_slot_exactly_once(
     receiver: Receiver,
 ) -> None:
     db, redis = pg_redis
-    operator_for(_env(db, redis, namespace), replica="replica-a")
-    operator_for(_env(db, redis, namespace), replica="replica-b")
+    operator_for(sundial_env(db, redis, namespace), replica="replica-a")
+    operator_for(sundial_env(db, redis, namespace), replica="replica-b")
     kubectl.apply(
         cronconfig(
             "both",
@@ -589,12 +572,11 @@ def test_two_replicas_run_each_slot_exactly_once(
             job={"http": {"url": receiver.url, "method": "POST"}},
         )
     )
-    time.sleep(22)
-    slots = receiver.slots()
-    counts = Counter(slots)
+    wait_until(lambda: len(set(receiver.slots())) >= 18, timeout=45, what="18 slots executed")
+    time.sleep(2)  # a duplicate execution of the last slots would arrive by now
+    counts = Counter(receiver.slots())
     assert not [s for s, n in counts.items() if n > 1], f"duplicate executions: {counts.most_common(3)}"
     seen = sorted(datetime.fromisoformat(s) for s in counts)
-    assert len(seen) >= 18
     gaps = [b for a, b in itertools.pairwise(seen) if (b - a).total_seconds() != 1]
     assert not gaps, f"gaps before {gaps}"
     runs = runs_of(db, namespace, "both")
@@ -613,7 +595,8 @@ def test_a_killed_replicas_claimed_slots_are_run_by_the_other(
     """SIGKILL while holding slots claimed ahead: the survivor adopts them, late but exactly once."""
     db, redis = pg_redis
     replicas = {
-        name: operator_for(_env(db, redis, namespace), replica=name) for name in ("replica-a", "replica-b")
+        name: operator_for(sundial_env(db, redis, namespace), replica=name)
+        for name in ("replica-a", "replica-b")
     }
     kubectl.apply(
         cronconfig(
@@ -631,7 +614,13 @@ def test_a_killed_replicas_claimed_slots_are_run_by_the_other(
     assert victim in replicas
     replicas[victim].kill()
     killed = datetime.now(UTC)
-    time.sleep(12)  # heartbeat TTL 3 s + reaper period, then more slots
+    # heartbeat TTL 3 s + reaper period, then more slots
+    wait_until(
+        lambda: any(datetime.fromisoformat(s) > killed + timedelta(seconds=9) for s in receiver.slots()),
+        timeout=30,
+        what="slots executed well after the kill",
+    )
+    time.sleep(1)
     counts = Counter(receiver.slots())
     assert not [s for s, n in counts.items() if n > 1], f"duplicate executions: {counts.most_common(3)}"
     seen = sorted(datetime.fromisoformat(s) for s in counts)
@@ -651,19 +640,28 @@ def test_status_patches_are_coalesced(
     kubectl: Kubectl, namespace: str, pg_redis: tuple[str, str], operator_for: StartOperator
 ) -> None:
     db, redis = pg_redis
-    op = operator_for(_env(db, redis, namespace, SUNDIAL_STATUS_QPS="4"))
+    op = operator_for(sundial_env(db, redis, namespace, SUNDIAL_STATUS_QPS="4"))
     for i in range(8):
         kubectl.apply(
             cronconfig(f"c{i}", namespace, schedule="* * * * * *", job={"handler": {"name": "sundial.noop"}})
         )
-    time.sleep(2)
+    wait_until(lambda: all(runs_of(db, namespace, f"c{i}") for i in range(8)), what="all 8 firing")
     before = _patches(op.metrics())
     t0 = time.monotonic()
-    time.sleep(8)
+    since = datetime.now(UTC)
+
+    def slots_since(i: int) -> list[datetime]:
+        rows = runs_of(db, namespace, f"c{i}")
+        return sorted(r.scheduled_for for r in rows if r.scheduled_for > since and r.status == "Succeeded")
+
+    # 8 CronConfigs firing every second want far more than 4 patches/s: status must lag, history not
+    wait_until(lambda: all(len(slots_since(i)) >= 8 for i in range(8)), timeout=30, what="8 runs each")
     patches = _patches(op.metrics()) - before
     elapsed = time.monotonic() - t0
-    runs = sum(len(runs_of(db, namespace, f"c{i}")) for i in range(8))
-    assert runs >= 8 * 8, "history is complete even when status lags"
+    for i in range(8):
+        slots = slots_since(i)
+        gaps = [b for a, b in itertools.pairwise(slots) if (b - a).total_seconds() != 1]
+        assert not gaps, f"c{i}: slots missing from the history before {gaps}"
     assert patches <= 4 * elapsed + 8, f"{patches} patches in {elapsed:.1f}s exceed the 4/s budget"
     wait_until(
         lambda: all(kubectl.status(f"c{i}", namespace).get("lastRun") for i in range(8)), what="status"
@@ -682,7 +680,7 @@ def test_sigterm_finishes_running_attempts_and_dead_replica_is_taken_over(
     kubectl: Kubectl, namespace: str, pg_redis: tuple[str, str], operator_for: StartOperator
 ) -> None:
     db, redis = pg_redis
-    a = operator_for(_env(db, redis, namespace), replica="replica-a")
+    a = operator_for(sundial_env(db, redis, namespace), replica="replica-a")
     kubectl.apply(
         cronconfig(
             "long",
@@ -692,15 +690,15 @@ def test_sigterm_finishes_running_attempts_and_dead_replica_is_taken_over(
             job={"handler": {"name": "sundial.echo"}},
         )
     )
-    time.sleep(1)
+    observed(kubectl, "long", namespace)
     kubectl.run("annotate", "cronconfig", "long", "-n", namespace, "sundial.io/run-now=graceful")
     wait_until(lambda: runs_of(db, namespace, "long"), what="running")
     assert a.stop() == 0
     graceful = runs_of(db, namespace, "long")[0]
     assert graceful.status == "Succeeded", "SIGTERM lets the running attempt finish"
     # now a crash: replica a is killed mid-run and replica b takes the run over
-    a = operator_for(_env(db, redis, namespace), replica="replica-a")
-    b = operator_for(_env(db, redis, namespace), replica="replica-b")
+    a = operator_for(sundial_env(db, redis, namespace), replica="replica-a")
+    b = operator_for(sundial_env(db, redis, namespace), replica="replica-b")
     kubectl.apply(
         cronconfig(
             "long",

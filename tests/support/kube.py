@@ -62,7 +62,7 @@ def wait_until(
 ) -> T:
     """Poll until ``fn`` returns something truthy; fail with the last value otherwise."""
     deadline = time.monotonic() + timeout
-    last: Any = None
+    last: T | None = None
     while time.monotonic() < deadline:
         last = fn()
         if last:

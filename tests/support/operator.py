@@ -43,6 +43,8 @@ class OperatorProcess:
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None
+        self.killed = False
+        """Set by :meth:`kill`: the test crashed this replica on purpose, its exit code means nothing."""
 
     def start(self, *, timeout: float = 60) -> OperatorProcess:
         self.proc = subprocess.Popen(
@@ -86,6 +88,7 @@ class OperatorProcess:
 
     def kill(self) -> None:
         """SIGKILL: a crashed replica that releases nothing."""
+        self.killed = True
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()

@@ -55,3 +55,28 @@ def test_stable_across_processes() -> None:
         env={"PYTHONHASHSEED": "12345", "PATH": ""},
     ).stdout.strip()
     assert float(out) == jitter_offset("uid-x", SLOT, 600)
+
+
+@pytest.mark.parametrize(
+    ("uid", "slot", "jitter", "offset"),
+    [
+        ("0b6c1e2a-5d4f-4e8a-9a7b-3c2d1e0f9a8b", datetime(2026, 5, 1, 2, 0, tzinfo=UTC), 600, 296.507512),
+        ("0b6c1e2a-5d4f-4e8a-9a7b-3c2d1e0f9a8b", datetime(2026, 5, 1, 2, 0, 1, tzinfo=UTC), 600, 574.18776),
+        ("uid-1", SLOT, 5, 0.842113),
+        ("uid-2", SLOT, 5, 1.937135),
+        ("uid-1", datetime(2031, 3, 30, 0, 59, 59, 250000, tzinfo=UTC), 86_400, 8569.533472),
+        ("f47ac10b-58cc-4372-a567-0e02b2c3d479", datetime(1999, 12, 31, 23, 0, tzinfo=UTC), 1, 0.721938),
+        (
+            "f47ac10b-58cc-4372-a567-0e02b2c3d479",
+            datetime(2026, 10, 25, 2, 30, tzinfo=timezone(timedelta(hours=2))),
+            3600,
+            1949.905245,
+        ),
+    ],
+)
+def test_golden_values(uid: str, slot: datetime, jitter: int, offset: float) -> None:
+    """Pinned outputs of version 0.1.0. Replicas of different versions run side by side during a
+    rolling upgrade and must fire a slot at the same instant, and a restart must not move slots:
+    changing the hash (its inputs, key, digest size or resolution) breaks both, so it must be a
+    deliberate, announced change that updates these numbers."""
+    assert jitter_offset(uid, slot, jitter) == offset

@@ -2,8 +2,9 @@
 
 Several strategies (a few thousand specs in all, well under 30 s): arbitrary JSON as the spec,
 well-formed specs with hostile field values, cron-shaped schedules from a grammar, and deep or
-incomplete objects. For each: ``validate_object`` returns instead of raising; a rejection has at least
-one ``path: message`` line; an accepted spec's schedule answers ``next_after``/``prev_before``/
+incomplete objects. For each: ``validate_object`` returns instead of raising, and not through its catch-all
+(a ``could not be validated`` problem means the validator crashed); a rejection has at least one
+``path: message`` line; an accepted spec's schedule answers ``next_after``/``prev_before``/
 ``count_between`` without raising, and a repeating schedule always has a next slot.
 """
 
@@ -13,6 +14,7 @@ import zoneinfo
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +24,8 @@ from sundial.scheduling.oneshot import OneShot
 
 NOW = datetime(2031, 3, 30, 0, 30, tzinfo=UTC)  # near a DST change in Europe
 KNOWN = frozenset({"sundial.noop", "reports.nightly"})
+CRASHED = "could not be validated"
+"""What ``validate_object`` reports when the validator itself raised (its catch-all)."""
 FUZZ = settings(
     max_examples=1200,
     deadline=None,
@@ -160,6 +164,9 @@ def assert_handled(obj: Any, known: frozenset[str] | None = KNOWN) -> validation
     result = validation.validate_object(obj, known_handlers=known, now=NOW)
     if isinstance(result, validation.Invalid):
         assert result.problems, "a rejection names at least one problem"
+        # validate_object's catch-all turns a validator crash into this line: a bug, not a verdict
+        crashed = [line for line in result.problems if CRASHED in line]
+        assert not crashed, f"the validator crashed on this input: {crashed}"
         for line in result.problems + result.warnings:
             assert isinstance(line, str) and line.startswith(("spec", "object")) and ": " in line, line
         return result
@@ -242,3 +249,22 @@ def test_the_fuzzers_reach_both_outcomes() -> None:
 
     count()
     assert seen[True] > 10 and seen[False] > 10, seen
+
+
+class _Exploding(dict[str, Any]):
+    """An object whose every lookup raises: stands in for any input that crashes the validator."""
+
+    def __getitem__(self, key: str) -> Any:
+        raise RuntimeError("boom")
+
+    def get(self, key: str, default: Any = None) -> Any:
+        raise RuntimeError("boom")
+
+
+def test_a_validator_crash_fails_the_property() -> None:
+    """The catch-all rejection of a crashing validator is caught by ``assert_handled``, so no fuzz
+    input can pass by crashing the validator."""
+    result = validation.validate_object(_Exploding(wrap({})), known_handlers=KNOWN, now=NOW)
+    assert isinstance(result, validation.Invalid) and CRASHED in result.problems[0], result
+    with pytest.raises(AssertionError, match="the validator crashed"):
+        assert_handled(_Exploding(wrap({})))

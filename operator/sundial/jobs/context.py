@@ -110,7 +110,7 @@ def redact(value: Any, secrets: set[str]) -> Any:
             value = value.replace(secret, "***")
         return value
     if isinstance(value, dict):
-        return {k: redact(v, secrets) for k, v in value.items()}
+        return {redact(k, secrets): redact(v, secrets) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v, secrets) for v in value]
     return value
