@@ -28,7 +28,7 @@ binaries:  ## etcd, kube-apiserver, kube-controller-manager, helm (built once, c
 lint: venv
 	$(BIN)/ruff check operator tests bench hack
 	$(BIN)/ruff format --check operator tests bench hack
-	cd operator && ../$(BIN)/lint-imports --config ../.importlinter
+	$(BIN)/lint-imports
 
 typecheck: venv
 	$(BIN)/mypy

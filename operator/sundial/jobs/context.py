@@ -40,6 +40,8 @@ class Capture:
     def __init__(self) -> None:
         self.entries: list[dict[str, Any]] = []
         self.dropped = 0
+        self.secrets: set[str] = set()
+        """The attempt's secret values: redacted before a message is cut, so no prefix survives."""
 
     def log(self, message: str, *, level: str = "info", **fields: Any) -> None:
         if len(self.entries) >= MAX_ENTRIES:
@@ -48,7 +50,7 @@ class Capture:
         entry: dict[str, Any] = {
             "ts": round(time.time(), 3),
             "level": level,
-            "message": str(message)[:MAX_MESSAGE],
+            "message": redact(str(message), self.secrets)[:MAX_MESSAGE],
         }
         if fields:
             entry["fields"] = {k: _jsonable(v) for k, v in fields.items()}
@@ -83,6 +85,9 @@ class JobContext:
     read_secret: SecretReader
     secrets_seen: set[str] = field(default_factory=set)
     """Secret values this attempt read: redacted from everything recorded."""
+
+    def __post_init__(self) -> None:
+        self.capture.secrets = self.secrets_seen
 
     async def secret(self, name: str, key: str) -> str:
         value = await self.read_secret(name, key)

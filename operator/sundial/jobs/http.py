@@ -13,10 +13,11 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from sundial.jobs.base import Finding, JobEnvironment, JobType
-from sundial.jobs.context import JobContext, JobFailed
+from sundial.jobs.context import JobContext, JobFailed, redact
 from sundial.models.spec import HttpJob, JobKind
 
 MAX_BODY = 4096
+READ_SLACK = 4096
 LINK_LOCAL = ipaddress.ip_network("169.254.0.0/16")
 
 
@@ -84,15 +85,18 @@ class HttpJobType(JobType[HttpJob]):
             async with self._session.request(
                 method, url, headers=headers, data=data, allow_redirects=False
             ) as response:
-                raw = await response.content.read(MAX_BODY + 1)
+                # a little more than is kept: a secret cut in half at the limit is still redacted
+                raw = await response.content.read(MAX_BODY + READ_SLACK)
                 status = response.status
         except aiohttp.ClientError as err:
             raise JobFailed(f"{method} {url}: {type(err).__name__}: {err}") from err
-        text = raw[:MAX_BODY].decode("utf-8", errors="replace")
+        text = redact(raw.decode("utf-8", errors="replace"), ctx.secrets_seen)
+        truncated = len(text) > MAX_BODY
+        text = text[:MAX_BODY]
         result = {
             "statusCode": status,
             "durationMs": round((time.monotonic() - started) * 1000, 1),
-            "body": text + ("…(truncated)" if len(raw) > MAX_BODY else ""),
+            "body": text + ("…(truncated)" if truncated else ""),
         }
         ctx.capture.info(f"{method} {url} -> {status}")
         if status not in success:
