@@ -15,6 +15,7 @@ import aiohttp
 import redis.exceptions
 import sqlalchemy.exc
 import tenacity
+import urllib3.exceptions
 
 log = logging.getLogger("sundial")
 T = TypeVar("T")
@@ -28,6 +29,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
     aiohttp.ClientError,
+    urllib3.exceptions.HTTPError,  # the kubernetes client's connection failures
 )
 """Failures of a dependency (down, restarting, unreachable), not of sundial's own logic."""
 

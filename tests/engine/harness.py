@@ -26,6 +26,7 @@ from typing import Any
 from sundial.engine.history import History
 from sundial.engine.runtime import Runtime
 from sundial.engine.sharding import Shards
+from sundial.jobs.kinds import JobTypes
 from sundial.leases import LocalLeases
 from sundial.settings import Settings
 from sundial.store import migrate
@@ -228,11 +229,21 @@ class Cluster:
         self.clocks: dict[str, ReplicaClock] = {}
         self.objects: dict[str, dict[str, Any]] = {}
 
-    async def replica(self, name: str = "a", **settings: Any) -> Runtime:
+    async def replica(
+        self, name: str = "a", *, job_types: JobTypes | None = None, **settings: Any
+    ) -> Runtime:
+        """Start a replica; ``job_types`` replaces the built-in job types (see test_job_types.py)."""
         config = Settings(replica=name, database_url=self.url, **{**self.settings, **settings})
         clock = ReplicaClock(self.clock)
         history = History(RunStore(self.url), clock=clock, executor=InlineExecutor())
-        runtime = Runtime(config, kube=self.kube, history=history, leases=self.leases, clock=clock)  # type: ignore[arg-type]
+        runtime = Runtime(
+            config,
+            kube=self.kube,  # type: ignore[arg-type]
+            history=history,
+            leases=self.leases,
+            clock=clock,
+            job_types=job_types,
+        )
         await runtime.start()
         self.replicas[name] = runtime
         self.clocks[name] = clock

@@ -27,6 +27,7 @@ from sundial.models.base import format_timestamp
 from sundial.models.runs import RunReason, RunStatus, Trigger
 from sundial.models.spec import CronConfigSpec, SpecModel
 from sundial.models.status import EventReason
+from sundial.retrying import retry_call
 from sundial.store.records import NewRun, RunUpdate
 
 log = logging.getLogger("sundial.engine")
@@ -146,7 +147,12 @@ class Execution:
             ),
             context=dict(tracked.spec.context),
             capture=Capture(),
-            read_secret=lambda name, key: self.core.kube.read_secret(tracked.namespace, name, key),
+            read_secret=lambda name, key: retry_call(
+                lambda: self.core.kube.read_secret(tracked.namespace, name, key),
+                what=f"reading Secret {tracked.namespace}/{name}",
+                attempts=3,
+                sleep=self.core.clock.sleep,
+            ),
         )
 
     async def _attempt(self, w: SlotWork, ctx: JobContext, resume: bool) -> Any:

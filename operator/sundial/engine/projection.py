@@ -23,6 +23,7 @@ from sundial.models.status import (
     EventReason,
     LastRun,
 )
+from sundial.retrying import log_fault, retry_call
 
 MAX_ACTIVE_SHOWN = 10
 MAX_LAST_RUN_MESSAGE = 1024
@@ -183,10 +184,19 @@ class Projection:
 
     # ------------------------------------------------------------------ events
     def event(self, tracked: Tracked, reason: EventReason, message: str, *, warning: bool = True) -> None:
+        """Best effort, in the background: the run history is the record, an Event is a courtesy."""
+        type_ = "Warning" if warning else "Normal"
+        self.core.spawn(self._post(tracked, reason, message, type_), name="sundial-event")
+
+    async def _post(self, tracked: Tracked, reason: EventReason, message: str, type_: str) -> None:
         body = {"metadata": {"name": tracked.name, "namespace": tracked.namespace, "uid": tracked.uid}}
-        self.core.spawn(
-            self.core.kube.event(
-                body, reason=reason, message=message, type_="Warning" if warning else "Normal"
-            ),
-            name="sundial-event",
-        )
+        what = f"posting Event {reason} for {tracked.key}"
+        try:
+            await retry_call(
+                lambda: self.core.kube.event(body, reason=reason, message=message, type_=type_),
+                what=what,
+                attempts=3,
+                sleep=self.core.clock.sleep,
+            )
+        except Exception as err:
+            log_fault(what, err)

@@ -7,6 +7,7 @@ Adding a job type is a module with a :class:`~sundial.jobs.base.JobType` subclas
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from sundial.jobs.base import JobEnvironment, JobType
@@ -36,8 +37,11 @@ def for_check(kind: JobKind) -> JobType[Any] | None:
 class JobTypes:
     """One instance of every job type, opened with the operator and closed after the last attempt."""
 
-    def __init__(self) -> None:
-        self._types: dict[JobKind, JobType[Any]] = {kind: cls() for kind, cls in JOB_TYPES.items()}
+    def __init__(self, types: Mapping[JobKind, JobType[Any]] | None = None) -> None:
+        """``types`` replaces the built-in set (tests run the engine with job types of their own)."""
+        self._types: dict[JobKind, JobType[Any]] = (
+            dict(types) if types is not None else {kind: cls() for kind, cls in JOB_TYPES.items()}
+        )
 
     async def open(self, env: JobEnvironment) -> None:
         for job_type in self._types.values():
