@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 
 from sundial import validation
-from sundial.jobs import registry
 from tests.support.kube import Kubectl, cronconfig, wait_until
-from tests.support.operator import OperatorProcess
+from tests.support.operator import OperatorProcess, operator_handler_names
 from tests.support.services import ControlPlane
 
 pytestmark = pytest.mark.k8s
@@ -35,8 +34,7 @@ BAD: dict[str, dict[str, Any]] = {
 
 
 def message_for(spec: dict[str, Any]) -> str:
-    registry.load(["sundial.examples"])
-    result = validation.validate_object({"spec": spec}, known_handlers=registry.names())
+    result = validation.validate_object({"spec": spec}, known_handlers=operator_handler_names())
     assert isinstance(result, validation.Invalid), spec
     return "; ".join(result.problems)
 

@@ -505,7 +505,7 @@ def test_missed_slots_after_a_minute_of_downtime(
         )
     for policy in ("skip", "runonce", "runall"):
         wait_until(lambda p=policy: runs_of(db, namespace, p), timeout=15, what=f"{policy} first run")  # type: ignore[misc]
-    op.stop()
+    assert op.stop() == 0, op.logs()[-3000:]
     stopped = datetime.now(UTC)
     time.sleep(60)
     restarted = datetime.now(UTC)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -16,6 +17,22 @@ from pathlib import Path
 from tests.support.services import ROOT, free_port
 
 SUNDIAL = Path(sys.executable).parent / "sundial"
+OPERATOR_HANDLERS = "sundial.examples"
+"""``SUNDIAL_HANDLERS`` of every operator the tests start (sundial.echo sleeps and fails on request)."""
+
+
+@functools.cache
+def operator_handler_names() -> list[str]:
+    """The handler names an operator started by the tests knows, from a fresh interpreter.
+
+    Not this process's registry: tests that import handler modules (tests/engine) register more.
+    """
+    code = (
+        "from sundial.jobs import registry; "
+        f"registry.load({OPERATOR_HANDLERS.split(',')!r}); print(','.join(registry.names()))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    return out.strip().split(",")
 
 
 class OperatorProcess:
@@ -39,7 +56,7 @@ class OperatorProcess:
             "SUNDIAL_HTTP_PORT": str(self.port),
             "SUNDIAL_HTTP_HOST": "127.0.0.1",
             "PYTHONPATH": str(ROOT),
-            "SUNDIAL_HANDLERS": "sundial.examples",  # sundial.echo: sleeps and fails on request
+            "SUNDIAL_HANDLERS": OPERATOR_HANDLERS,
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None
@@ -102,8 +119,9 @@ def running_operator(
     op = OperatorProcess(kubeconfig=kubeconfig, env=env, replica=replica, log_dir=directory).start()
     try:
         yield op
-    finally:
-        try:
-            op.stop()
-        finally:
-            op.kill()
+    except BaseException:
+        op.kill()
+        raise
+    code, killed = op.stop(), op.killed
+    op.kill()
+    assert killed or code == 0, f"operator exited with {code} after SIGTERM:\n{op.logs()[-3000:]}"
