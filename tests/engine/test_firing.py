@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
 from sundial.scheduling import jitter_offset
 from tests.engine import handlers
 from tests.engine.harness import START, Cluster, work_spec
@@ -98,11 +96,6 @@ async def test_a_spec_change_takes_effect(cluster: Cluster) -> None:
     assert cluster.status("change")["observedGeneration"] == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a slot claimed before a spec change runs with the new spec (handler sees "
-    "generation 2 and the new context) but its cron_runs row keeps generation 1 from the claim",
-)
 async def test_a_run_records_the_generation_whose_spec_it_ran_with(cluster: Cluster) -> None:
     await cluster.replica("a")
     await cluster.apply("gen", work_spec(context={"version": 1}))
@@ -114,7 +107,7 @@ async def test_a_run_records_the_generation_whose_spec_it_ran_with(cluster: Clus
     assert (call["generation"], call["context"]["version"]) == (2, 2)  # it ran with the new spec
     recorded = next(r for r in cluster.runs("gen") if r.scheduled_for == slot)
     assert recorded.status == "Succeeded"
-    assert recorded.generation == 2  # fails: 1, the generation at claim time
+    assert recorded.generation == 2
 
 
 async def test_delete_stops_firing_and_keeps_the_history(cluster: Cluster) -> None:

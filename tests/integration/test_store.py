@@ -497,3 +497,19 @@ def test_sundial_runs_prints_the_history_newest_first(store: RunStore, migrated_
         check=True,
     ).stdout
     assert "no runs recorded for team-a/other" in empty
+
+
+def test_finish_records_the_generation_that_ran_when_it_changed(store: RunStore) -> None:
+    kept, changed = new_run(T0), new_run(T0 + minutes(1))
+    store.claim([kept, changed])
+    done = T0 + minutes(2)
+    store.finish(
+        [
+            RunUpdate(kept.id, "Succeeded", None, done, 1, None, None, None),
+            RunUpdate(
+                changed.id, "Succeeded", None, done, 1, None, None, None, generation=kept.generation + 1
+            ),
+        ]
+    )
+    assert store.get_run(kept.id).generation == kept.generation  # type: ignore[union-attr]
+    assert store.get_run(changed.id).generation == kept.generation + 1  # type: ignore[union-attr]

@@ -226,6 +226,8 @@ class Execution:
                 error=error,
                 logs=redact(ctx.capture.export(), secrets),
                 started_at=started,
+                # a spec edited between claim and start: the row names the spec that really ran
+                generation=ctx.run.generation if ctx.run.generation != run.generation else None,
             )
         )
         metrics.RUNS.labels(str(status), w.trigger).inc()

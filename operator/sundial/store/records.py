@@ -54,6 +54,8 @@ class RunUpdate:
     """When the attempt really started, if the claim did not know it yet; ``None`` keeps the stored one."""
     dry_run: bool | None = None
     """Set when the outcome decides it (a dry run recorded at its fire time); ``None`` keeps it."""
+    generation: int | None = None
+    """The spec generation the attempt ran with, when it changed after the claim; ``None`` keeps it."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

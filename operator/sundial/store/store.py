@@ -265,6 +265,7 @@ class RunStore:
         c = cron_runs.c
         started_at = sa.bindparam("b_started_at", type_=c.started_at.type)
         dry_run = sa.bindparam("b_dry_run", type_=c.dry_run.type)
+        generation = sa.bindparam("b_generation", type_=c.generation.type)
         stmt = (
             sa.update(cron_runs)
             # Inlined literals: an expanding IN cannot be used with executemany.
@@ -273,6 +274,7 @@ class RunStore:
                 status=sa.bindparam("b_status", type_=c.status.type),
                 started_at=sa.func.coalesce(started_at, c.started_at),
                 dry_run=sa.func.coalesce(dry_run, c.dry_run),
+                generation=sa.func.coalesce(generation, c.generation),
                 reason=sa.bindparam("b_reason", type_=c.reason.type),
                 finished_at=sa.bindparam("b_finished_at", type_=c.finished_at.type),
                 duration_ms=sa.bindparam("b_duration_ms", type_=c.duration_ms.type),
@@ -287,6 +289,7 @@ class RunStore:
                 "b_status": u.status,
                 "b_started_at": u.started_at,
                 "b_dry_run": u.dry_run,
+                "b_generation": u.generation,
                 "b_reason": u.reason,
                 "b_finished_at": u.finished_at,
                 "b_duration_ms": u.duration_ms,
