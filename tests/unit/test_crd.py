@@ -101,7 +101,7 @@ def test_printer_columns_follow_the_contract(version: Node) -> None:
         ("SUSPEND", "boolean", ".spec.suspend"),
         ("LAST STATUS", "string", ".status.lastRun.status"),
         ("LAST RUN", "date", ".status.lastScheduleTime"),
-        ("NEXT RUN", "date", ".status.nextScheduleTime"),
+        ("NEXT RUN", "string", ".status.nextScheduleTime"),
         ("AGE", "date", ".metadata.creationTimestamp"),
     ]
 
