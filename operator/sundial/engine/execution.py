@@ -122,7 +122,12 @@ class Execution:
         if not running:
             return
         log.info("waiting up to %.0fs for %d running attempts", grace, len(running))
-        _, pending = await asyncio.wait(running, timeout=grace)
+        finished = asyncio.ensure_future(asyncio.wait(running))
+        grace_over = asyncio.ensure_future(self.core.clock.sleep(grace))
+        await asyncio.wait({finished, grace_over}, return_when=asyncio.FIRST_COMPLETED)
+        finished.cancel()
+        grace_over.cancel()
+        pending = {t for t in running if not t.done()}
         for t in self.core.tracked.values():
             for a in list(t.active.values()):
                 if a.task in pending:
