@@ -8,9 +8,8 @@ time, and every instant read back is tz-aware UTC.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -18,14 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from sundial.models.runs import RunStatus, Trigger
-from sundial.store import engines, records
+from sundial.store import engines, records, rows
 from sundial.store.tables import cron_config_versions, cron_configs, cron_manual_triggers, cron_runs
-
-CHUNK = 500
-"""Rows (or ids) per statement: well under the bind-parameter limits of both SQLite and PostgreSQL."""
-
-MAX_MANUAL_VALUE = 1024
-"""Longer ``run-now`` values are fenced by their hash: a b-tree key must stay small on PostgreSQL."""
 
 UNFINISHED = (RunStatus.PENDING.value, RunStatus.RUNNING.value)
 
@@ -82,13 +75,16 @@ class RunStore:
                     index_elements=[cron_configs.c.uid],
                     set_={"namespace": stmt.excluded.namespace, "name": stmt.excluded.name},
                 )
-                rows = {uid: (uid, ns, name, created) for uid, ns, name, created in configs}
+                latest = {uid: (uid, ns, name, created) for uid, ns, name, created in configs}
                 conn.execute(
                     stmt,
-                    [{"uid": u, "namespace": n, "name": m, "created_at": c} for u, n, m, c in rows.values()],
+                    [
+                        {"uid": u, "namespace": n, "name": m, "created_at": c}
+                        for u, n, m, c in latest.values()
+                    ],
                 )
             if versions:
-                when = at or _now()
+                when = at or rows.now()
                 unique = {(uid, gen): spec for uid, gen, spec in versions}
                 conn.execute(
                     self._insert(cron_config_versions).on_conflict_do_nothing(),
@@ -129,23 +125,23 @@ class RunStore:
         """Record runs unless their slot (config uid, instant, attempt) is taken; return the ids inserted.
 
         This is the exactly-once fence between replicas: a run whose id is not returned must not be
-        executed. One transaction for the whole batch, one INSERT per ``CHUNK`` rows. Rows are sorted
+        executed. One transaction for the whole batch, one INSERT per ``rows.CHUNK`` rows. Rows are sorted
         by slot so that two replicas claiming overlapping batches lock them in the same order and
         cannot deadlock. The conflict has no target on purpose: a clash on the id (deterministic ids
         racing on PostgreSQL) must also mean "not claimed", never an error.
         """
         if not runs:
             return set()
-        ordered = sorted(runs, key=_slot)
+        ordered = sorted(runs, key=rows.slot)
         if self._engine.dialect.name == "postgresql":
             return self._claim_unnest(ordered)
-        rows = [_new_row(run) for run in ordered]
+        new_rows = [rows.new_row(run) for run in ordered]
         # executemany + RETURNING: SQLAlchemy batches it into multi-row INSERTs ("insertmanyvalues")
-        # from ONE cached compiled statement; building .values(rows) would recompile per batch.
+        # from ONE cached compiled statement; building .values(new_rows) would recompile per batch.
         stmt = self._insert(cron_runs).on_conflict_do_nothing().returning(cron_runs.c.id)
         claimed: set[uuid.UUID] = set()
         with self._engine.begin() as conn:
-            for chunk in _chunks(rows):
+            for chunk in rows.chunks(new_rows):
                 claimed.update(conn.execute(stmt, chunk).scalars())
         return claimed
 
@@ -155,18 +151,18 @@ class RunStore:
         A multi-row VALUES list of 1,000 rows costs more CPU to build and convert than the insert
         itself; ``unnest`` keeps the statement text constant (cached, prepared) and the work in C.
         """
-        columns = {name: [getattr(r, name) for r in runs] for name, _ in _UNNEST_COLUMNS}
+        columns = {name: [getattr(r, name) for r in runs] for name, _ in rows.UNNEST_COLUMNS}
         for name in ("scheduled_for", "started_at", "finished_at"):
             for value in columns[name]:
                 if value is not None and value.utcoffset() is None:
                     err = ValueError(
                         f"naive datetime {value!r} in {name}: the run history stores aware instants only"
                     )
-                    raise sa.exc.StatementError(str(err), _UNNEST_INSERT, None, err)
-        params = tuple(columns[name] for name, _ in _UNNEST_COLUMNS)
+                    raise sa.exc.StatementError(str(err), rows.UNNEST_INSERT, None, err)
+        params = tuple(columns[name] for name, _ in rows.UNNEST_COLUMNS)
         claimed: set[uuid.UUID] = set()
         with self._engine.begin() as conn:
-            for row in conn.exec_driver_sql(_UNNEST_INSERT, params):
+            for row in conn.exec_driver_sql(rows.UNNEST_INSERT, params):
                 claimed.add(row[0])
         return claimed
 
@@ -183,21 +179,26 @@ class RunStore:
             raise ValueError(f"run {run.id} belongs to {run.config_uid}, not to {config_uid}")
         fence = (
             self._insert(cron_manual_triggers)
-            .values(config_uid=config_uid, value=_manual_key(value), run_id=run.id, recorded_at=at or _now())
+            .values(
+                config_uid=config_uid,
+                value=rows.manual_key(value),
+                run_id=run.id,
+                recorded_at=at or rows.now(),
+            )
             .on_conflict_do_nothing()
             .returning(cron_manual_triggers.c.run_id)
         )
         with self._engine.begin() as conn:
             if conn.execute(fence).first() is None:
                 return False
-            conn.execute(sa.insert(cron_runs).values(_new_row(run)))
+            conn.execute(sa.insert(cron_runs).values(rows.new_row(run)))
         return True
 
     def release_claims(self, ids: Iterable[uuid.UUID]) -> int:
         """Delete claimed runs that never started (``Pending``): the slot goes back to the pool."""
         deleted = 0
         with self._engine.begin() as conn:
-            for chunk in _chunks(list(ids)):
+            for chunk in rows.chunks(list(ids)):
                 stmt = sa.delete(cron_runs).where(
                     cron_runs.c.id.in_(chunk), cron_runs.c.status == RunStatus.PENDING.value
                 )
@@ -269,7 +270,7 @@ class RunStore:
         stmt = (
             sa.update(cron_runs)
             # Inlined literals: an expanding IN cannot be used with executemany.
-            .where(c.id == sa.bindparam("b_id", type_=c.id.type), c.status.in_(_literals(UNFINISHED)))
+            .where(c.id == sa.bindparam("b_id", type_=c.id.type), c.status.in_(rows.literals(UNFINISHED)))
             .values(
                 status=sa.bindparam("b_status", type_=c.status.type),
                 started_at=sa.func.coalesce(started_at, c.started_at),
@@ -309,7 +310,7 @@ class RunStore:
         """:meth:`last_slot` for many CronConfigs at once; uids without scheduled runs are absent."""
         found: dict[str, dt.datetime] = {}
         with self._engine.connect() as conn:
-            for chunk in _chunks(list(dict.fromkeys(config_uids))):
+            for chunk in rows.chunks(list(dict.fromkeys(config_uids))):
                 stmt = (
                     sa.select(cron_runs.c.config_uid, sa.func.max(cron_runs.c.scheduled_for))
                     .where(cron_runs.c.config_uid.in_(chunk), cron_runs.c.trigger != Trigger.MANUAL.value)
@@ -328,7 +329,7 @@ class RunStore:
         c = cron_runs.c
         found: set[tuple[str, dt.datetime, int]] = set()
         with self._engine.connect() as conn:
-            for chunk in _chunks(list(dict.fromkeys(slots))):
+            for chunk in rows.chunks(list(dict.fromkeys(slots))):
                 stmt = sa.select(c.config_uid, c.scheduled_for, c.attempt).where(
                     sa.tuple_(c.config_uid, c.scheduled_for, c.attempt).in_(chunk)
                 )
@@ -390,82 +391,4 @@ class RunStore:
 
     def _select_runs(self, stmt: sa.Select[Any]) -> list[records.RunRecord]:
         with self._engine.connect() as conn:
-            return [_run_record(row) for row in conn.execute(stmt)]
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def _literals(values: Sequence[str]) -> list[sa.ColumnElement[str]]:
-    return [sa.literal_column(f"'{value}'", sa.String()) for value in values]
-
-
-def _slot(run: records.NewRun) -> tuple[str, dt.datetime, int]:
-    return run.config_uid, run.scheduled_for, run.attempt
-
-
-def _manual_key(value: str) -> str:
-    if len(value) <= MAX_MANUAL_VALUE:
-        return value
-    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
-
-
-def _chunks(items: Sequence[Any]) -> Iterator[list[Any]]:
-    for start in range(0, len(items), CHUNK):
-        yield list(items[start : start + CHUNK])
-
-
-_UNNEST_COLUMNS = (
-    ("id", "uuid"),
-    ("config_uid", "text"),
-    ("namespace", "text"),
-    ("name", "text"),
-    ("generation", "bigint"),
-    ("scheduled_for", "timestamptz"),
-    ("trigger", "text"),
-    ("attempt", "int"),
-    ("status", "text"),
-    ("reason", "text"),
-    ("started_at", "timestamptz"),
-    ("finished_at", "timestamptz"),
-    ("duration_ms", "bigint"),
-    ("replica", "text"),
-    ("dry_run", "bool"),
-)
-_UNNEST_INSERT = (
-    f"INSERT INTO cron_runs ({', '.join(name for name, _ in _UNNEST_COLUMNS)}) "
-    f"SELECT * FROM unnest({', '.join(f'%s::{kind}[]' for _, kind in _UNNEST_COLUMNS)}) "
-    "ON CONFLICT DO NOTHING RETURNING id"
-)
-
-
-def _new_row(run: records.NewRun) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "config_uid": run.config_uid,
-        "namespace": run.namespace,
-        "name": run.name,
-        "generation": run.generation,
-        "scheduled_for": run.scheduled_for,
-        "trigger": run.trigger,
-        "attempt": run.attempt,
-        "status": run.status,
-        "reason": run.reason,
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
-        "duration_ms": run.duration_ms,
-        "replica": run.replica,
-        "dry_run": run.dry_run,
-        "result": None,
-        "error": None,
-        "logs": None,
-    }
-
-
-def _run_record(row: sa.Row[Any]) -> records.RunRecord:
-    data = row._asdict()
-    data["status"] = RunStatus(data["status"])
-    data["trigger"] = Trigger(data["trigger"])
-    data["logs"] = data["logs"] or []
-    return records.RunRecord(**data)
+            return [rows.run_record(row) for row in conn.execute(stmt)]
