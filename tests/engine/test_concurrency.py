@@ -5,8 +5,6 @@ from __future__ import annotations
 import itertools
 from datetime import datetime
 
-import pytest
-
 from sundial.store.records import RunRecord
 from tests.engine import handlers
 from tests.engine.harness import Cluster, uid_preferring, work_spec
@@ -149,12 +147,6 @@ async def test_a_manual_run_blocks_a_forbid_slot_on_its_replica(cluster: Cluster
     assert (slot.status, slot.reason) == ("Skipped", "ConcurrencyForbid")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a Manual attempt holds no running lease (Concurrency.guard exempts Manual), "
-    "so under Forbid it blocks a slot on its own replica but not on another one: the 12:00:10 slot "
-    "runs on b (Running, replica b) while the Manual run on a lasts until 12:00:12",
-)
 async def test_a_manual_run_blocks_a_forbid_slot_on_the_other_replica_too(cluster: Cluster) -> None:
     await cluster.replica("a")
     await cluster.replica("b")
@@ -170,11 +162,6 @@ async def test_a_manual_run_blocks_a_forbid_slot_on_the_other_replica_too(cluste
     assert (slot.status, slot.reason) == ("Skipped", "ConcurrencyForbid")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: each replica patches status.active with its own attempts only, so b's "
-    "Skipped (ConcurrencyForbid) record sets active to [] while a's attempt still runs",
-)
 async def test_status_active_shows_an_attempt_running_on_the_other_replica(cluster: Cluster) -> None:
     await cluster.replica("a")
     uid = uid_preferring("b", ["a", "b"])

@@ -42,6 +42,21 @@ class Concurrency:
         token = self.running_token(w)
         return (keys.running(w.tracked.uid), token), keys.cancel(token.rsplit("|", 1)[-1])
 
+    async def manual_guard(self, w: SlotWork) -> tuple[tuple[str, str] | None, str | None]:
+        """A Manual run always runs; under Forbid/Replace it also holds the running lease if free.
+
+        So a Forbid slot on another replica is skipped while it runs, and a Replace slot there
+        cancels it, as the same slot on this replica would.
+        """
+        policy = _policy(w)
+        if policy not in (ConcurrencyPolicy.FORBID, ConcurrencyPolicy.REPLACE):
+            return None, None
+        token = self.running_token(w)
+        key = keys.running(w.tracked.uid)
+        if not await self.core.leases.acquire(key, token, self.core.settings.lease_ttl_seconds):
+            return None, None  # something runs already: the manual run goes ahead without it
+        return (key, token), keys.cancel(token.rsplit("|", 1)[-1])
+
     async def gate(self, work: list[SlotWork]) -> list[RunReason | None]:
         """Per attempt a skip reason, or ``None`` to launch it."""
         reasons: list[RunReason | None] = [None] * len(work)

@@ -55,7 +55,11 @@ class Core:
             history=history,
             leases=leases,
             status=StatusPatcher(
-                kube, qps=settings.status_qps, min_interval=settings.status_min_interval, clock=clock
+                kube,
+                qps=settings.status_qps,
+                min_interval=settings.status_min_interval,
+                clock=clock,
+                replica=settings.replica,
             ),
             replica=settings.replica,
             token=f"{settings.replica}:{uuid.uuid4().hex[:12]}",

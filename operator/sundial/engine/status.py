@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 PATCHES = Counter("sundial_status_patches_total", "Status patches sent to the API server", ["result"])
 
+MAX_ACTIVE = 100
+"""``status.active`` holds at most this many entries (the CRD's limit)."""
 MONOTONIC_TIMES = ("lastScheduleTime", "lastSuccessfulTime", "lastFailureTime")
 
 
@@ -70,15 +72,25 @@ class _Entry:
     pending: dict[str, Any] = field(default_factory=dict)
     last_patch: float = 0.0
     body: dict[str, Any] | None = None
+    finished: set[str] = field(default_factory=set)
+    """Runs reported finished since the last patch: their ``active`` entries go, whoever wrote them."""
     derived: Callable[[], dict[str, Any]] | None = None
     """Computes the fields that reflect the current state (conditions, next run) at send time."""
 
 
 class StatusPatcher:
     def __init__(
-        self, kube: Kube, *, qps: float = 50.0, min_interval: float = 1.0, clock: Clock | None = None
+        self,
+        kube: Kube,
+        *,
+        qps: float = 50.0,
+        min_interval: float = 1.0,
+        clock: Clock | None = None,
+        replica: str | None = None,
     ) -> None:
         self._kube = kube
+        self._replica = replica
+        """Whose entries of ``active`` this patcher writes; other replicas' entries are kept."""
         self._clock: Clock = clock or SystemClock()
         self._qps = max(qps, 0.1)
         self._min_interval = min_interval
@@ -115,6 +127,9 @@ class StatusPatcher:
         entry = self._entries.setdefault(uid, _Entry(namespace, name))
         if derived is not None:
             entry.derived = derived
+        last_run = changes.get("lastRun")
+        if isinstance(last_run, dict) and last_run.get("id"):
+            entry.finished.add(str(last_run["id"]))
         for key, value in changes.items():
             if key in MONOTONIC_TIMES and value is not None:
                 current = entry.pending.get(key)
@@ -166,7 +181,23 @@ class StatusPatcher:
                 return
             await self._clock.sleep((1 - self._tokens) / self._qps)
 
-    def _merge(self, entry: _Entry, changes: dict[str, Any]) -> dict[str, Any]:
+    def _merge_active(
+        self, current: list[dict[str, Any]], patch: dict[str, Any], finished: set[str]
+    ) -> list[dict[str, Any]]:
+        """This replica's attempts replace its own entries; other replicas' entries stay.
+
+        Each replica only knows its own attempts, so a patch that replaced the whole list would
+        hide an attempt running elsewhere. An entry goes when its owner (or whoever took over its
+        run) reports the run finished.
+        """
+        others = [
+            a
+            for a in current
+            if isinstance(a, dict) and a.get("replica") != self._replica and a.get("id") not in finished
+        ]
+        return [*others, *(patch["active"] or [])][-MAX_ACTIVE:]
+
+    def _merge(self, entry: _Entry, changes: dict[str, Any], finished: set[str]) -> dict[str, Any]:
         """Drop what would move the stored status backwards; stamp condition transition times."""
         current = (entry.body or {}).get("status") or {}
         patch = dict(changes)
@@ -179,6 +210,8 @@ class StatusPatcher:
                 del patch[key]
         if patch.get("lastRun") is not None and _run_key(current.get("lastRun")) > _run_key(patch["lastRun"]):
             del patch["lastRun"]
+        if "active" in patch and self._replica is not None:
+            patch["active"] = self._merge_active(current.get("active") or [], patch, finished)
         if "conditions" in patch:
             old = {c.get("type"): c for c in current.get("conditions") or []}
             stamped = []
@@ -197,11 +230,12 @@ class StatusPatcher:
         if entry is None:
             return
         changes, entry.pending = entry.pending, {}
+        finished, entry.finished = entry.finished, set()
         if entry.derived is not None:
             changes.update(entry.derived())
         entry.last_patch = self._clock.monotonic()
         for _ in range(3):
-            patch = self._merge(entry, changes)
+            patch = self._merge(entry, changes, finished)
             if not patch:
                 return
             rv = ((entry.body or {}).get("metadata") or {}).get("resourceVersion")
@@ -225,6 +259,7 @@ class StatusPatcher:
                 log.warning("status patch of %s/%s failed: %s", entry.namespace, entry.name, err)
                 break
         # keep the changes for the next round, newer values win
+        entry.finished |= finished
         for key, value in changes.items():
             entry.pending.setdefault(key, value)
         self._dirty.add(uid)
