@@ -26,6 +26,8 @@ spec:
   missedRunPolicy: RunOnce
   jitterSeconds: 0
   timeoutSeconds: 3600
+  successfulJobsHistoryLimit: 3
+  failedJobsHistoryLimit: 1
   retry: {limit: 0, backoffSeconds: 10, maxBackoffSeconds: 600}
   dryRun: false
   context: {}

@@ -227,4 +227,4 @@ class Claiming:
             return
         log.info("[%s] manual run %s for run-now=%r", tracked.key, run.id, value)
         w = SlotWork(tracked, slot, 1, Trigger.MANUAL)
-        self.execution.launch(w, run, await self.concurrency.manual_guard(w))
+        self.execution.launch(w, run, await self.concurrency.guard_if_free(w))

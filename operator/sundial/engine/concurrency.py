@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sundial.engine.core import Core
-from sundial.engine.tracked import Attempt, SlotWork
+from sundial.engine.tracked import Attempt, SlotWork, Tracked
 from sundial.leases import keys
 from sundial.models.runs import RunReason, Trigger
 from sundial.models.spec import ConcurrencyPolicy
@@ -29,6 +29,8 @@ class Concurrency:
         self.core = core
         self.cancel_local: Callable[[Attempt, RunReason], None] = lambda attempt, reason: None
         """Set by the engine: cancel an attempt running on this replica."""
+        self.busy_outside: Callable[[Tracked], bool] = lambda tracked: False
+        """Set by the engine: work of the CronConfig still runs outside every replica (its job type knows)."""
 
     def running_token(self, w: SlotWork) -> str:
         """The running lease's owner: this incarnation, plus the attempt (the cancel marker's key)."""
@@ -42,11 +44,12 @@ class Concurrency:
         token = self.running_token(w)
         return (keys.running(w.tracked.uid), token), keys.cancel(token.rsplit("|", 1)[-1])
 
-    async def manual_guard(self, w: SlotWork) -> tuple[tuple[str, str] | None, str | None]:
-        """A Manual run always runs; under Forbid/Replace it also holds the running lease if free.
+    async def guard_if_free(self, w: SlotWork) -> tuple[tuple[str, str] | None, str | None]:
+        """The running lease of an attempt that runs whatever else does, if the lease is free.
 
-        So a Forbid slot on another replica is skipped while it runs, and a Replace slot there
-        cancels it, as the same slot on this replica would.
+        A Manual run always runs, and a resumed attempt (its owner died) is already running; under
+        Forbid/Replace they also hold the running lease if free, so a Forbid slot on another
+        replica is skipped while they run and a Replace slot there cancels them.
         """
         policy = _policy(w)
         if policy not in (ConcurrencyPolicy.FORBID, ConcurrencyPolicy.REPLACE):
@@ -63,7 +66,7 @@ class Concurrency:
         ttl = self.core.settings.lease_ttl_seconds
         forbid = [i for i, w in enumerate(work) if _policy(w) == ConcurrencyPolicy.FORBID]
         for i in forbid:
-            if work[i].tracked.active:
+            if work[i].tracked.active or self.busy_outside(work[i].tracked):
                 reasons[i] = RunReason.CONCURRENCY_FORBID
         free = [i for i in forbid if reasons[i] is None]
         got = await self.core.leases.acquire_many(

@@ -21,7 +21,7 @@ from sundial.engine.projection import Projection
 from sundial.engine.slots import fire_time
 from sundial.engine.tracked import Attempt, SlotWork, Tracked
 from sundial.jobs.base import JobType
-from sundial.jobs.context import Capture, JobContext, JobFailed, RunInfo, redact
+from sundial.jobs.context import Capture, JobContext, JobFailed, JobTimedOut, RunInfo, redact
 from sundial.jobs.kinds import JobTypes
 from sundial.models.base import format_timestamp
 from sundial.models.runs import RunReason, RunStatus, Trigger
@@ -57,6 +57,11 @@ class Execution:
 
     def running_tasks(self) -> list[asyncio.Task[None]]:
         return [a.task for t in self.core.tracked.values() for a in t.active.values() if a.task]
+
+    def busy(self, tracked: Tracked) -> bool:
+        """Work of the CronConfig still runs outside this replica's tasks (its job type knows)."""
+        resolved = self.resolve(tracked)
+        return resolved is not None and resolved[0].busy(resolved[1], tracked.uid)
 
     # ------------------------------------------------------------------ launching
     def resolve(self, tracked: Tracked) -> tuple[JobType[Any], SpecModel] | None:
@@ -116,8 +121,30 @@ class Execution:
             self.core.spawn(job_type.cancel(model, ctx, str(reason)), name="sundial-cancel")
         attempt.task.cancel()
 
+    def detach(self) -> int:
+        """Shutdown: stop following attempts whose work outlives the process (a Kubernetes Job).
+
+        Nothing is recorded for them and their work is left running: the row stays ``Running``
+        and the next replica to start (or any other, once this one's heartbeat is gone) follows
+        it to its outcome. Returns how many were detached.
+        """
+        detached = 0
+        for tracked in list(self.core.with_active.values()):
+            if not self.resumable(tracked):
+                continue
+            for attempt in list(tracked.active.values()):
+                if attempt.task is not None and not attempt.task.done():
+                    attempt.cancel_reason = RunReason.DETACHED
+                    attempt.task.cancel()
+                    detached += 1
+        return detached
+
     async def drain(self, grace: float) -> None:
         """Shutdown: attempts may finish within ``grace`` seconds; the rest are cancelled."""
+        detached = self.detach()
+        if detached:
+            log.info("left %d attempts running outside the operator; a replica will follow them", detached)
+        await asyncio.sleep(0)
         running = self.running_tasks()
         if not running:
             return
@@ -152,6 +179,7 @@ class Execution:
             ),
             context=dict(tracked.spec.context),
             capture=Capture(),
+            config=tracked.spec,
             read_secret=lambda name, key: retry_call(
                 lambda: self.core.kube.read_secret(tracked.namespace, name, key),
                 what=f"reading Secret {tracked.namespace}/{name}",
@@ -182,7 +210,9 @@ class Execution:
         self.projection.started(tracked, attempt)
         ctx = self._context(w, attempt)
         self._contexts[attempt.run_id] = ctx
-        timer = core.clock.call_later(spec.timeout_seconds, self.cancel, attempt, RunReason.TIMEOUT)
+        # a resumed attempt keeps the deadline it started with
+        remaining = spec.timeout_seconds - max(0.0, (core.clock.now() - started).total_seconds())
+        timer = core.clock.call_later(max(0.0, remaining), self.cancel, attempt, RunReason.TIMEOUT)
         status, result, error = RunStatus.SUCCEEDED, None, None
         reason: str | None = None
         try:
@@ -190,13 +220,21 @@ class Execution:
             await asyncio.sleep(0)  # let the other attempts due now start before this one books
         except asyncio.CancelledError:
             cancelled = attempt.cancel_reason or RunReason.CANCELLED
+            if cancelled == RunReason.DETACHED:
+                timer.cancel()
+                self._contexts.pop(attempt.run_id, None)
+                self._forget(w.tracked, attempt)
+                return
             reason = cancelled
             if cancelled == RunReason.TIMEOUT:
                 status, error = RunStatus.TIMED_OUT, f"attempt exceeded timeoutSeconds={spec.timeout_seconds}"
             else:
                 status, error = RunStatus.CANCELLED, _CANCEL_MESSAGES.get(cancelled, str(cancelled))
         except JobFailed as err:
-            status, reason, error, result = RunStatus.FAILED, RunReason.JOB_FAILED, str(err), err.result
+            timed_out = isinstance(err, JobTimedOut)
+            status = RunStatus.TIMED_OUT if timed_out else RunStatus.FAILED
+            reason = err.reason or (RunReason.TIMEOUT if timed_out else RunReason.JOB_FAILED)
+            error, result = str(err), err.result
         except Exception as err:
             status, reason, error = RunStatus.FAILED, type(err).__name__, f"{type(err).__name__}: {err}"
         finally:
@@ -236,10 +274,7 @@ class Execution:
             )
         )
         metrics.RUNS.labels(str(status), w.trigger).inc()
-        metrics.ACTIVE.dec()
-        tracked.active.pop(attempt.run_id, None)
-        if not tracked.active:
-            core.with_active.pop(tracked.uid, None)
+        self._forget(tracked, attempt)
         if attempt.running_lease is not None:
             self.leasing.release_soon(attempt.running_lease)
         level = logging.DEBUG if status == RunStatus.SUCCEEDED else logging.WARNING
@@ -273,6 +308,12 @@ class Execution:
                 f"run {attempt.run_id} (slot {format_timestamp(w.slot)}, attempt {w.attempt}): {error}",
             )
         self.on_outcome(tracked, w.slot, w.attempt, status)
+
+    def _forget(self, tracked: Tracked, attempt: Attempt) -> None:
+        metrics.ACTIVE.dec()
+        tracked.active.pop(attempt.run_id, None)
+        if not tracked.active:
+            self.core.with_active.pop(tracked.uid, None)
 
 
 def _jsonable(value: Any) -> Any:

@@ -94,6 +94,7 @@ class Runtime:
         self.takeover = Takeover(
             core,
             claiming=self.claiming,
+            concurrency=self.concurrency,
             firing=self.firing,
             execution=self.execution,
             recording=self.recording,
@@ -103,6 +104,7 @@ class Runtime:
         # the hooks that point back up the chain
         self.leasing.on_cancel_requested = lambda attempt: self.execution.cancel(attempt, RunReason.REPLACED)
         self.concurrency.cancel_local = self.execution.cancel
+        self.concurrency.busy_outside = self.execution.busy
         self.execution.on_outcome = self.retries.after
         self.retries.fire = self.firing.fire
         self._services: dict[str, asyncio.Task[Any]] = {}

@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from sundial import metrics
 from sundial.engine.claiming import Claiming
+from sundial.engine.concurrency import Concurrency
 from sundial.engine.core import Core
 from sundial.engine.execution import Execution
 from sundial.engine.firing import Firing
@@ -41,6 +42,7 @@ class Takeover:
         core: Core,
         *,
         claiming: Claiming,
+        concurrency: Concurrency,
         firing: Firing,
         execution: Execution,
         recording: Recording,
@@ -49,6 +51,7 @@ class Takeover:
     ) -> None:
         self.core = core
         self.claiming = claiming
+        self.concurrency = concurrency
         self.firing = firing
         self.execution = execution
         self.recording = recording
@@ -139,7 +142,8 @@ class Takeover:
         metrics.TAKEOVERS.inc()
         log.warning("run %s of %s lost its owner %s; resumed here", rec.id, tracked.key, rec.replica)
         work = SlotWork(tracked, rec.scheduled_for, rec.attempt, str(rec.trigger))
-        self.execution.launch(work, _as_new_run(rec, core.replica), (None, None), resume=True)
+        guard = await self.concurrency.guard_if_free(work)
+        self.execution.launch(work, _as_new_run(rec, core.replica), guard, resume=True)
         return True
 
     def _owner_lost(self, rec: RunRecord, tracked: Tracked | None) -> None:

@@ -10,7 +10,11 @@ calls these hooks: it never looks inside a job's spec and never knows which type
   engine cancels the task: a job that runs outside the operator (a Kubernetes Job) deletes it here.
 - :meth:`JobType.resume` follows an attempt another replica started and did not finish (takeover);
   a type that cannot (an in-process coroutine died with its replica) leaves ``resumable`` False and
-  the attempt is recorded ``Failed`` with reason ``OwnerLost``, then retried per the spec.
+  the attempt is recorded ``Failed`` with reason ``OwnerLost``, then retried per the spec. A
+  resumable attempt is detached at shutdown instead of cancelled: its work goes on, its row stays
+  ``Running``, and the next replica (or this one, restarted) follows it to its outcome.
+- :meth:`JobType.busy` tells ``Forbid`` that work of a CronConfig still runs outside every
+  replica (a Job whose owner died), so no second attempt starts beside it.
 - :meth:`JobType.check` adds the type's own validation to ``sundial validate`` and the webhook.
 """
 
@@ -72,6 +76,10 @@ class JobType(abc.ABC, Generic[M]):
     async def resume(self, spec: M, ctx: JobContext) -> Any:
         """Follow an attempt started elsewhere until it finishes, like :meth:`run`."""
         raise NotImplementedError(f"{self.kind} attempts cannot be resumed")
+
+    def busy(self, spec: M, uid: str) -> bool:
+        """Whether an attempt of CronConfig ``uid`` still runs outside this process's own tasks."""
+        return False
 
     def check(self, spec: M, *, known_handlers: Collection[str] | None) -> Iterable[Finding]:
         """Problems and warnings of this type's part of a spec the models accepted."""

@@ -6,18 +6,30 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sundial.models.spec import CronConfigSpec
 
 MAX_ENTRIES = 200
 MAX_MESSAGE = 2000
 
 
 class JobFailed(Exception):
-    """The job ran and reported failure; ``result`` is still recorded."""
+    """The job ran and reported failure; ``result`` is still recorded.
 
-    def __init__(self, message: str, *, result: Any = None) -> None:
+    ``reason`` is the run's recorded reason (default ``JobFailed``): a job type that knows why
+    (a Kubernetes Job's ``BackoffLimitExceeded``) says so.
+    """
+
+    def __init__(self, message: str, *, result: Any = None, reason: str | None = None) -> None:
         super().__init__(message)
         self.result = result
+        self.reason = reason
+
+
+class JobTimedOut(JobFailed):
+    """The work exceeded its deadline outside the engine's own timer (a Job's ``DeadlineExceeded``)."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +97,8 @@ class JobContext:
     read_secret: SecretReader
     secrets_seen: set[str] = field(default_factory=set)
     """Secret values this attempt read: redacted from everything recorded."""
+    config: CronConfigSpec | None = None
+    """The whole spec the attempt runs under (``timeoutSeconds``, history limits)."""
 
     def __post_init__(self) -> None:
         self.capture.secrets = self.secrets_seen

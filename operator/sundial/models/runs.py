@@ -50,6 +50,8 @@ class RunReason(enum.StrEnum):
     CANCELLED = "Cancelled"
     TIMEOUT = "Timeout"
     JOB_FAILED = "JobFailed"
+    DETACHED = "Detached"
+    """Never recorded: the operator stopped following an attempt whose work goes on (a Job)."""
     OWNER_LOST = "OwnerLost"
     """The replica running the attempt died; another replica recorded the outcome."""
 

@@ -267,6 +267,10 @@ class CronConfigSpec(SpecModel):
     missed_run_policy: MissedRunPolicy = MissedRunPolicy.RUN_ONCE
     jitter_seconds: Annotated[StrictInt, Field(ge=0, le=86400)] = 0
     timeout_seconds: Annotated[StrictInt, Field(ge=1, le=604800)] = 3600
+    successful_jobs_history_limit: Annotated[StrictInt, Field(ge=0, le=1000)] = 3
+    """``template`` only: finished Jobs that succeeded kept in the cluster per CronConfig."""
+    failed_jobs_history_limit: Annotated[StrictInt, Field(ge=0, le=1000)] = 1
+    """``template`` only: finished Jobs that failed kept in the cluster per CronConfig."""
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     dry_run: StrictBool = False
     context: dict[str, Any] = Field(default_factory=dict)
