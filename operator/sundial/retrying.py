@@ -35,7 +35,8 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 
 
 def is_transient(err: BaseException) -> bool:
-    return isinstance(err, TRANSIENT)
+    """A dependency's outage; an error may also say so itself (an HTTP 503 from the API server)."""
+    return isinstance(err, TRANSIENT) or getattr(err, "transient", False) is True
 
 
 def log_fault(what: str, err: BaseException, *, level: int = logging.WARNING) -> None:

@@ -250,10 +250,11 @@ def test_shape_problems(obj: dict[str, Any], message: str) -> None:
 
 
 def test_unsupported_job_types_are_rejected_with_the_field() -> None:
-    found = problems(job={"template": {"spec": {"template": {}}}})
+    fanout = {"source": {"handler": {"name": "sundial.noop"}}, "each": {"handler": {"name": "sundial.noop"}}}
+    found = problems(job={"fanout": fanout})
     assert found == [
-        "spec.job.template: job type 'template' is not supported by this sundial version yet "
-        "(supported: handler, http)"
+        "spec.job.fanout: job type 'fanout' is not supported by this sundial version yet "
+        "(supported: handler, http, template)"
     ]
 
 

@@ -128,7 +128,14 @@ class Runtime:
         released = await core.history.call(core.history.store.release_replica_claims, core.replica)
         if released:
             log.warning("gave back %d slots a previous run of replica %s claimed", released, core.replica)
-        await self.job_types.open(JobEnvironment(settings=core.settings, kube=core.kube))
+        store = core.history.store
+        await self.job_types.open(
+            JobEnvironment(
+                settings=core.settings,
+                kube=core.kube,
+                unfinished_runs=lambda ids: core.history.call(store.unfinished_among, list(ids)),
+            )
+        )
         core.history.start()
         for name, coro in (
             ("scheduler", self.scheduler.run()),

@@ -21,7 +21,8 @@ calls these hooks: it never looks inside a job's spec and never knows which type
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection, Iterable
+import uuid
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
@@ -35,12 +36,18 @@ if TYPE_CHECKING:
 M = TypeVar("M", bound=SpecModel)
 
 
+UnfinishedRuns = Callable[[Collection[uuid.UUID]], Awaitable[set[uuid.UUID]]]
+"""Which of these run ids the history does not yet record as finished."""
+
+
 @dataclass(frozen=True)
 class JobEnvironment:
-    """What job types may use of the operator: its settings and its Kubernetes client."""
+    """What job types may use of the operator: its settings, its Kubernetes client, the history."""
 
     settings: Settings
     kube: Kube | None = None
+    unfinished_runs: UnfinishedRuns | None = None
+    """So work left in the cluster (a finished Job) is only cleaned up once its outcome is recorded."""
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""The Kubernetes API as sundial uses it: status patches, Events, Secrets (``client``)."""
+"""The Kubernetes API as sundial uses it: status patches, Events, Secrets, Jobs (``client``)."""
 
-from sundial.kube.client import Conflict, Gone, Kube, load_client
+from sundial.kube.client import ApiError, Conflict, Expired, Gone, Kube, load_client
 
-__all__ = ["Conflict", "Gone", "Kube", "load_client"]
+__all__ = ["ApiError", "Conflict", "Expired", "Gone", "Kube", "load_client"]

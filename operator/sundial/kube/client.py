@@ -13,6 +13,7 @@ import base64
 import json
 import logging
 import ssl
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -33,6 +34,23 @@ class Gone(Exception):
     """The object no longer exists (HTTP 404)."""
 
 
+class Expired(Exception):
+    """A watch's resourceVersion is too old (HTTP 410): list again."""
+
+
+class ApiError(Exception):
+    """Any other refusal of the API server, with its HTTP status and its own message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def transient(self) -> bool:
+        """Worth retrying: the server is overloaded or restarting, not refusing the request."""
+        return self.status == 429 or self.status >= 500
+
+
 def load_client(kubeconfig: str | None = None) -> client.ApiClient:
     """In-cluster config when running in a Pod, else the kubeconfig (``$KUBECONFIG`` or given)."""
     cfg = client.Configuration()
@@ -45,6 +63,15 @@ def load_client(kubeconfig: str | None = None) -> client.ApiClient:
             config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     cfg.connection_pool_maxsize = 32  # status patches run from many worker threads at once
     return client.ApiClient(cfg)
+
+
+def _status_message(text: str) -> str:
+    """The message of a ``Status`` body (what ``kubectl`` prints), else the body's start."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return text[:300]
+    return str(body.get("message") or "")[:2000] if isinstance(body, dict) else text[:300]
 
 
 class Kube:
@@ -102,6 +129,50 @@ class Kube:
             if response.status >= 400:
                 raise RuntimeError(f"{method} {what}: HTTP {response.status}: {text[:300]}")
             return cast(dict[str, Any], json.loads(text))
+
+    async def api(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        """Any API call by path (``/apis/batch/v1/...``); errors as Conflict, Gone or ApiError."""
+        url = str(self._cfg.host).rstrip("/") + path
+        data = None if body is None else json.dumps(body)
+        headers = self._headers(content_type if body is not None else None)
+        async with self._http().request(method, url, data=data, params=params, headers=headers) as response:
+            text = await response.text()
+            if response.status < 400:
+                return cast(dict[str, Any], json.loads(text)) if text else {}
+            message = _status_message(text) or f"HTTP {response.status}"
+            if response.status == 409:
+                raise Conflict(message)
+            if response.status == 404:
+                raise Gone(message)
+            if response.status == 410:
+                raise Expired(message)
+            raise ApiError(response.status, f"{method} {path}: {message}")
+
+    async def watch(self, path: str, params: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
+        """The events of one watch request, until the server ends it (``timeoutSeconds``)."""
+        url = str(self._cfg.host).rstrip("/") + path
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=10, sock_read=float(params["timeoutSeconds"]) + 30
+        )
+        async with self._http().get(
+            url, params={**params, "watch": "true"}, headers=self._headers(), timeout=timeout
+        ) as response:
+            if response.status == 410:
+                raise Expired(path)
+            if response.status >= 400:
+                text = await response.text()
+                raise ApiError(response.status, f"watch {path}: {_status_message(text) or response.status}")
+            async for line in response.content:
+                if line.strip():
+                    yield cast(dict[str, Any], json.loads(line))
 
     async def get(self, namespace: str, name: str) -> dict[str, Any]:
         return await self._request("GET", self._url(namespace, name), f"{namespace}/{name}")

@@ -357,6 +357,18 @@ class RunStore:
             stmt = stmt.where(cron_runs.c.replica == replica)
         return self._select_runs(stmt.order_by(cron_runs.c.scheduled_for, cron_runs.c.attempt))
 
+    def unfinished_among(self, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of these runs are not finished (or not recorded at all): their work must be kept."""
+        wanted = set(ids)
+        if not wanted:
+            return set()
+        stmt = sa.select(cron_runs.c.id).where(
+            cron_runs.c.id.in_(wanted), ~cron_runs.c.status.in_(UNFINISHED)
+        )
+        with self._engine.connect() as conn:
+            finished = {uuid.UUID(str(row[0])) for row in conn.execute(stmt)}
+        return wanted - finished
+
     def count_runs(
         self,
         *,
