@@ -40,6 +40,7 @@ def _log_slow_collections(phase: str, info: dict[str, int]) -> None:
 class App:
     runtime: Runtime
     web_runner: web.AppRunner
+    kube: Kube
 
     async def stop(self) -> None:
         await self.runtime.stop()
@@ -90,7 +91,7 @@ async def start(settings: Settings) -> App:
     log.info(
         "sundial replica %s started (handlers: %s)", settings.replica, ", ".join(registry.names()) or "none"
     )
-    return App(runtime=runtime, web_runner=runner)
+    return App(runtime=runtime, web_runner=runner, kube=kube)
 
 
 async def serve(settings: Settings) -> web.AppRunner:

@@ -128,7 +128,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     """Check manifests offline: one line per problem, ``FILE: CronConfig NS/NAME: PATH: MESSAGE``.
 
     Problems exit 1; warnings are printed but do not fail. Handler names are checked only when
-    ``SUNDIAL_HANDLERS`` names the modules to import, as for the operator.
+    ``SUNDIAL_HANDLERS`` names the modules to import, as for the operator. With ``--server`` the
+    API server also validates the Job of each ``template`` (``dryRun=All``: nothing is created).
     """
     import yaml
 
@@ -151,6 +152,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                 "handler names not checked",
                 file=sys.stderr,
             )
+
+    server = _ServerCheck(args.namespace) if args.server else None
 
     def documents(doc: Any) -> list[Any]:
         if isinstance(doc, dict) and doc.get("kind") == "List" and isinstance(doc.get("items"), list):
@@ -182,9 +185,12 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                     result = validation.validate_object(item, known_handlers=known)
                     for warning in result.warnings:
                         print(f"{path}: CronConfig {name}: warning: {warning}")
-                    if isinstance(result, validation.Invalid):
+                    problems = list(result.problems) if isinstance(result, validation.Invalid) else []
+                    if not problems and server is not None:
+                        problems = server.check(item)
+                    if problems:
                         failed = True
-                        for problem in result.problems:
+                        for problem in problems:
                             print(f"{path}: CronConfig {name}: {problem}")
         except yaml.YAMLError as err:
             print(f"{path}: not valid YAML: {' '.join(str(err).split())}")
@@ -194,7 +200,39 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             failed = True
     if not checked and not failed:
         print("no CronConfig documents found", file=sys.stderr)
+    if server is not None:
+        server.close()
     return 1 if failed else 0
+
+
+class _ServerCheck:
+    """``validate --server``: the API server dry-runs the Job a ``template`` would create."""
+
+    def __init__(self, namespace: str | None) -> None:
+        from kubernetes import config
+
+        from sundial.kube import Kube, load_client
+
+        self._namespace = namespace
+        if namespace is None:
+            try:
+                _, context = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
+                self._namespace = (context or {}).get("context", {}).get("namespace")
+            except (config.ConfigException, OSError, TypeError):
+                self._namespace = None
+        self._loop = asyncio.new_event_loop()
+        self._kube = Kube(load_client(), component="sundial-validate", replica="cli")
+
+    def check(self, item: dict[str, Any]) -> list[str]:
+        from sundial.jobs import dryrun
+
+        meta = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
+        namespace = (meta or {}).get("namespace") or self._namespace or "default"
+        return self._loop.run_until_complete(dryrun.dry_run(self._kube, item, namespace=str(namespace)))
+
+    def close(self) -> None:
+        self._loop.run_until_complete(self._kube.close())
+        self._loop.close()
 
 
 def _cmd_fanout(args: argparse.Namespace) -> int:
@@ -235,6 +273,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="check CronConfig manifests offline; exit 1 on any problem")
     val.add_argument("files", nargs="+")
+    val.add_argument(
+        "--server",
+        action="store_true",
+        help="also have the API server (current kubeconfig) dry-run the Job of each template job",
+    )
+    val.add_argument(
+        "-n", "--namespace", help="namespace of manifests that name none (default: kubeconfig's)"
+    )
     val.set_defaults(fn=_cmd_validate)
 
     for name in ("deadletters", "requeue"):

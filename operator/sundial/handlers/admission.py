@@ -13,6 +13,7 @@ from typing import Any
 
 import kopf
 
+from sundial.jobs import dryrun
 from sundial.models.resource import GROUP, PLURAL, VERSION
 from sundial.settings import Settings
 from sundial.webhook import WEBHOOK_ID, review, serving
@@ -71,16 +72,24 @@ async def stop_admission(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.validate(
     GROUP, VERSION, PLURAL, id=WEBHOOK_ID, operations=["CREATE", "UPDATE"], ignore_failures=True
 )
-def validate_cronconfig(body: kopf.Body, warnings: list[str], **kwargs: Any) -> None:
+async def validate_cronconfig(body: kopf.Body, warnings: list[str], memo: kopf.Memo, **kwargs: Any) -> None:
     old = kwargs.get("old")
+    new = dict(body)
     verdict = review.review(
         operation=kwargs.get("operation"),
-        new=dict(body),
+        new=new,
         old=dict(old) if old is not None else None,
         known_handlers=review.registered_handlers(),
     )
     warnings.extend(verdict.warnings)
-    if not verdict.allowed:
+    message = verdict.message
+    if verdict.allowed and review.changes_spec(new, dict(old) if old is not None else None):
+        # a template's Job is Kubernetes' to validate: the API server dry-runs the very Job
+        sundial_app = getattr(memo, "app", None)
+        if sundial_app is not None:
+            problems = await dryrun.dry_run(sundial_app.kube, new)
+            message = "; ".join(problems[: review.MAX_PROBLEMS])
+    if message:
         meta = body.get("metadata") or {}
         name = meta.get("name") or meta.get("generateName") or "?"
         log.info(
@@ -88,6 +97,6 @@ def validate_cronconfig(body: kopf.Body, warnings: list[str], **kwargs: Any) -> 
             kwargs.get("operation"),
             meta.get("namespace"),
             name,
-            verdict.message,
+            message,
         )
-        raise kopf.AdmissionError(verdict.message, code=422)
+        raise kopf.AdmissionError(message, code=422)

@@ -41,9 +41,11 @@ class Expired(Exception):
 class ApiError(Exception):
     """Any other refusal of the API server, with its HTTP status and its own message."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, causes: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.causes = causes or []
+        """``details.causes`` of a 422: one entry per invalid field."""
 
     @property
     def transient(self) -> bool:
@@ -72,6 +74,16 @@ def _status_message(text: str) -> str:
     except ValueError:
         return text[:300]
     return str(body.get("message") or "")[:2000] if isinstance(body, dict) else text[:300]
+
+
+def _status_causes(text: str) -> list[dict[str, Any]]:
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return []
+    details = body.get("details") if isinstance(body, dict) else None
+    causes = details.get("causes") if isinstance(details, dict) else None
+    return [c for c in causes if isinstance(c, dict)] if isinstance(causes, list) else []
 
 
 class Kube:
@@ -154,7 +166,7 @@ class Kube:
                 raise Gone(message)
             if response.status == 410:
                 raise Expired(message)
-            raise ApiError(response.status, f"{method} {path}: {message}")
+            raise ApiError(response.status, f"{method} {path}: {message}", _status_causes(text))
 
     async def watch(self, path: str, params: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
         """The events of one watch request, until the server ends it (``timeoutSeconds``)."""

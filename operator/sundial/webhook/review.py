@@ -14,7 +14,7 @@ from typing import Any
 from sundial import validation
 from sundial.jobs import registry
 
-__all__ = ["MAX_PROBLEMS", "Verdict", "registered_handlers", "review"]
+__all__ = ["MAX_PROBLEMS", "Verdict", "changes_spec", "registered_handlers", "review"]
 
 MAX_PROBLEMS = 20
 """At most this many problems go into one rejection message; the rest are counted."""
@@ -30,6 +30,14 @@ class Verdict:
 def registered_handlers() -> list[str]:
     """The ``@sundial.job`` names this process knows (the operator loads SUNDIAL_HANDLERS at start-up)."""
     return registry.names()
+
+
+def changes_spec(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> bool:
+    """A CREATE, or an UPDATE of the spec of an object not being deleted: worth validating."""
+    meta = new.get("metadata")
+    if isinstance(meta, Mapping) and meta.get("deletionTimestamp"):
+        return False
+    return old is None or old.get("spec") != new.get("spec")
 
 
 def review(
