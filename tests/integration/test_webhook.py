@@ -13,6 +13,7 @@ import base64
 import json
 import socket
 import ssl
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -186,6 +187,84 @@ def test_warnings_are_shown_and_do_not_reject(
     past = apply(kubectl, module_namespace, "once", {"runAt": "2020-01-01T00:00:00Z", "job": HANDLER})
     assert past.returncode == 0, past.stderr
     assert "Warning: spec.runAt: 2020-01-01T00:00:00Z is in the past" in past.stderr
+
+
+def _template(container: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "template": {
+            "spec": {
+                "backoffLimit": 0,
+                "template": {"spec": {"restartPolicy": "Never", "containers": [container]}},
+            }
+        }
+    }
+
+
+def test_a_bad_pod_spec_is_refused_by_the_api_servers_own_job_validation(
+    webhook: OperatorProcess, kubectl: Kubectl, module_namespace: str
+) -> None:
+    """A template whose Job the API server would refuse is rejected at apply time with the API
+    server's own message, under ``spec.job.template``; a good one gets in; no Job is created."""
+    bad = {"schedule": "@hourly", "job": _template({"name": "Main_X", "image": "", "command": ["date"]})}
+    result = apply(kubectl, module_namespace, "bad-pod", bad)
+    assert result.returncode != 0
+    assert "spec.job.template.spec.template.spec.containers[0].image: Required value" in result.stderr
+    assert 'spec.job.template.spec.template.spec.containers[0].name: Invalid value: "Main_X"' in result.stderr
+    good = {
+        "schedule": "@hourly",
+        "job": _template({"name": "main", "image": "busybox", "command": ["date"]}),
+    }
+    assert apply(kubectl, module_namespace, "good-pod", good).returncode == 0
+    jobs = kubectl.run("get", "jobs", "-n", module_namespace, "-o", "name").stdout
+    assert jobs.strip() == "", f"a dry run created Jobs: {jobs}"
+    # an edit that breaks the pod spec is refused too; the object keeps its good spec
+    broken = {**good, "job": _template({"name": "main", "image": "busybox", "restartPolicy": "Sometimes"})}
+    result = apply(kubectl, module_namespace, "good-pod", broken)
+    assert result.returncode != 0 and "spec.job.template.spec.template.spec.containers[0]" in result.stderr
+    current = kubectl.get("cronconfig", "good-pod", module_namespace)
+    assert current["spec"]["job"]["template"]["spec"]["template"]["spec"]["containers"][0].get("command") == [
+        "date"
+    ]
+
+
+def test_validate_server_dry_runs_template_jobs(
+    kubectl: Kubectl, control_plane: ControlPlane, module_namespace: str, tmp_path: Path
+) -> None:
+    """``sundial validate --server`` reports what the API server finds in a template's Job, names
+    the field, exits 1, and creates nothing; offline (no --server) the same file passes."""
+    bad = cronconfig(
+        "bad",
+        module_namespace,
+        schedule="@hourly",
+        job=_template({"name": "main", "image": "", "command": ["x"]}),
+    )
+    good = cronconfig(
+        "good", module_namespace, schedule="@hourly", job=_template({"name": "main", "image": "busybox"})
+    )
+    path = tmp_path / "cc.yaml"
+    path.write_text(yaml.safe_dump_all([bad, good]))
+    env = {**control_plane.env()}
+    sundial = str(Path(sys.executable).parent / "sundial")
+    offline = subprocess.run(
+        [sundial, "validate", str(path)], capture_output=True, text=True, env=env, check=False
+    )
+    assert offline.returncode == 0, offline.stdout + offline.stderr
+    server = subprocess.run(
+        [sundial, "validate", "--server", str(path)], capture_output=True, text=True, env=env, check=False
+    )
+    assert server.returncode == 1, server.stdout + server.stderr
+    image = "spec.job.template.spec.template.spec.containers[0].image"
+    assert f"CronConfig {module_namespace}/bad: {image}: Required value" in server.stdout
+    assert f"{module_namespace}/good" not in server.stdout
+    missing = cronconfig(
+        "elsewhere", "no-such-ns", schedule="@hourly", job=_template({"name": "main", "image": "busybox"})
+    )
+    path.write_text(yaml.safe_dump(missing))
+    server = subprocess.run(
+        [sundial, "validate", "--server", str(path)], capture_output=True, text=True, env=env, check=False
+    )
+    assert server.returncode == 1 and "namespace 'no-such-ns' not found" in server.stdout, server.stdout
+    assert kubectl.run("get", "jobs", "-n", module_namespace, "-o", "name").stdout.strip() == ""
 
 
 def test_updates_are_validated_but_metadata_changes_pass(
