@@ -20,10 +20,10 @@ from tests.support.operator import OperatorProcess  # noqa: E402
 
 
 @contextlib.contextmanager
-def components() -> Iterator[tuple[services.ControlPlane, str, str]]:
+def components(*, controller_manager: bool = False) -> Iterator[tuple[services.ControlPlane, str, str]]:
     """A control plane with the CronConfig CRD established, a migrated PostgreSQL, a Redis."""
     with (
-        services.control_plane(controller_manager=False) as plane,
+        services.control_plane(controller_manager=controller_manager) as plane,
         services.postgres() as pg,
         services.redis() as redis_url,
     ):
@@ -78,6 +78,16 @@ def metric(port: int, prefix: str) -> float:
     if "{" in prefix and any(line.startswith(tuple(declared)) for line in lines):
         return 0.0
     raise BenchFailure(f"metric {prefix.strip()!r} is missing from /metrics of the operator on port {port}")
+
+
+def metric_sum(port: int, family: str) -> float:
+    """The sum of every sample of a labelled metric family (all label values)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        lines = r.read().decode().splitlines()
+    declared = (f"# TYPE {family} ", f"# TYPE {family.removesuffix('_total')} ")
+    if not any(line.startswith(declared) for line in lines):
+        raise BenchFailure(f"metric {family!r} is missing from /metrics of the operator on port {port}")
+    return sum(float(line.split()[-1]) for line in lines if line.startswith(family + "{"))
 
 
 def stop(op: OperatorProcess) -> None:

@@ -15,3 +15,8 @@ LEASE_CONFLICTS = Counter("sundial_lease_conflicts_total", "Slots another replic
 SCHEDULED = Gauge("sundial_scheduled_cronconfigs", "CronConfigs with a next fire time on this replica")
 INVALID = Gauge("sundial_invalid_cronconfigs", "CronConfigs rejected by validation")
 TAKEOVERS = Counter("sundial_takeovers_total", "Runs of dead replicas taken over")
+KUBE_REQUESTS = Counter(
+    "sundial_kube_requests_total",
+    "Requests to the Kubernetes API server (kopf's own CronConfig watch not included)",
+    ["verb", "resource"],
+)

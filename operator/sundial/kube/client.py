@@ -21,6 +21,7 @@ import aiohttp
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from sundial import metrics
 from sundial.models.resource import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,14 @@ def _status_message(text: str) -> str:
     except ValueError:
         return text[:300]
     return str(body.get("message") or "")[:2000] if isinstance(body, dict) else text[:300]
+
+
+def _resource(path: str) -> str:
+    """``jobs`` of ``/apis/batch/v1/namespaces/ns/jobs/name``: the resource a path names."""
+    parts = [p for p in path.split("?", 1)[0].split("/") if p]
+    if "namespaces" in parts and len(parts) > parts.index("namespaces") + 2:
+        return parts[parts.index("namespaces") + 2]
+    return parts[-1] if parts else ""
 
 
 def _status_causes(text: str) -> list[dict[str, Any]]:
@@ -130,6 +139,9 @@ class Kube:
         return headers
 
     async def _request(self, method: str, url: str, what: str, body: Any = None) -> dict[str, Any]:
+        metrics.KUBE_REQUESTS.labels(
+            method, "cronconfigs/status" if url.endswith("/status") else "cronconfigs"
+        ).inc()
         data = None if body is None else json.dumps(body)
         ctype = "application/merge-patch+json" if body is not None else None
         async with self._http().request(method, url, data=data, headers=self._headers(ctype)) as response:
@@ -153,6 +165,7 @@ class Kube:
     ) -> dict[str, Any]:
         """Any API call by path (``/apis/batch/v1/...``); errors as Conflict, Gone or ApiError."""
         url = str(self._cfg.host).rstrip("/") + path
+        metrics.KUBE_REQUESTS.labels(method, _resource(path)).inc()
         data = None if body is None else json.dumps(body)
         headers = self._headers(content_type if body is not None else None)
         async with self._http().request(method, url, data=data, params=params, headers=headers) as response:
@@ -171,6 +184,7 @@ class Kube:
     async def watch(self, path: str, params: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
         """The events of one watch request, until the server ends it (``timeoutSeconds``)."""
         url = str(self._cfg.host).rstrip("/") + path
+        metrics.KUBE_REQUESTS.labels("WATCH", _resource(path)).inc()
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=10, sock_read=float(params["timeoutSeconds"]) + 30
         )
@@ -201,6 +215,7 @@ class Kube:
 
     async def read_secret(self, namespace: str, name: str, key: str) -> str:
         """Only ever the CronConfig's own namespace: callers bind ``namespace`` to it."""
+        metrics.KUBE_REQUESTS.labels("GET", "secrets").inc()
         secret = await asyncio.to_thread(self._core.read_namespaced_secret, name, namespace)
         data = secret.data or {}
         if key not in data:
@@ -232,6 +247,7 @@ class Kube:
             reporting_component=self._component,
             reporting_instance=self._replica[:128],
         )
+        metrics.KUBE_REQUESTS.labels("POST", "events").inc()
         try:
             await asyncio.to_thread(self._core.create_namespaced_event, meta["namespace"], body)
         except ApiException as err:  # events are best effort; the run history is the record
