@@ -19,8 +19,13 @@ from sundial.retrying import log_fault
 log = logging.getLogger("sundial.jobs")
 
 WATCH_SECONDS = 300
+SYNC_SECONDS = 30.0
 PAGE = 500
 Key = tuple[str, str]
+
+
+class NotSynced(Exception):
+    """The Jobs could not be listed yet."""
 
 
 class Deleted(Exception):
@@ -38,8 +43,7 @@ class JobWatch:
         self._waiters: dict[Key, list[asyncio.Future[JobView]]] = defaultdict(list)
         self._synced = [asyncio.Event() for _ in self._paths]
         self._tasks: list[asyncio.Task[None]] = []
-        self.requests = 0
-        """API requests made (lists and watches), for the benchmark."""
+        self.last_error: str | None = None
 
     def start(self) -> None:
         self._tasks = [
@@ -56,9 +60,19 @@ class JobWatch:
                 fut.cancel()
 
     async def synced(self) -> None:
-        """Until every namespace's first list arrived: before it, absence means nothing."""
-        for event in self._synced:
-            await event.wait()
+        """Until every namespace's first list arrived: before it, absence means nothing.
+
+        :class:`NotSynced` after :data:`SYNC_SECONDS` (the API server down, or RBAC without Jobs), with the
+        last error, so an attempt fails with the cause instead of waiting for its timeout.
+        """
+        try:
+            async with asyncio.timeout(SYNC_SECONDS):
+                for event in self._synced:
+                    await event.wait()
+        except TimeoutError:
+            raise NotSynced(
+                f"cannot list Jobs: {self.last_error or 'no answer from the API server'}"
+            ) from None
 
     def of_owner(self, uid: str) -> list[JobView]:
         return [self.jobs[key] for key in self._by_owner.get(uid, ()) if key in self.jobs]
@@ -94,6 +108,7 @@ class JobWatch:
             except asyncio.CancelledError:
                 raise
             except Exception as err:
+                self.last_error = f"{type(err).__name__}: {err}"
                 log_fault(f"watching Jobs ({path})", err)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
@@ -102,7 +117,6 @@ class JobWatch:
         seen: set[Key] = set()
         params = {"labelSelector": LABEL_CONFIG, "limit": str(PAGE)}
         while True:
-            self.requests += 1
             page = await self._kube.api("GET", path, params=params)
             for item in page.get("items") or ():
                 job = view(item)
@@ -110,6 +124,7 @@ class JobWatch:
                 self._put(job)
             meta = page.get("metadata") or {}
             if not meta.get("continue"):
+                self.last_error = None
                 break
             params = {**params, "continue": str(meta["continue"])}
         in_scope = self._paths[index] == "/apis/batch/v1/jobs"
@@ -125,7 +140,6 @@ class JobWatch:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(WATCH_SECONDS),
         }
-        self.requests += 1
         async for event in self._kube.watch(path, params):
             kind, obj = event.get("type"), event.get("object") or {}
             if kind == "ERROR":

@@ -17,7 +17,7 @@ from typing import Any
 
 from sundial.jobs.base import Finding, JobEnvironment, JobType, UnfinishedRuns
 from sundial.jobs.context import JobContext, JobFailed, JobTimedOut
-from sundial.jobs.jobwatch import Deleted, JobWatch
+from sundial.jobs.jobwatch import Deleted, JobWatch, NotSynced
 from sundial.jobs.kubejob import JobRun, JobView, build_job, job_name
 from sundial.kube import ApiError, Conflict, Gone, Kube
 from sundial.models.spec import JobKind, TemplateJob
@@ -85,8 +85,16 @@ class TemplateJobType(JobType[TemplateJob]):
         return self._watch
 
     # ------------------------------------------------------------------ attempts
+    async def _synced(self) -> None:
+        try:
+            await self.watch.synced()
+        except NotSynced as err:
+            raise JobFailed(
+                f"{err} (the operator's RBAC must allow Jobs: get, list, watch, create, delete)"
+            ) from None
+
     async def run(self, spec: TemplateJob, ctx: JobContext) -> dict[str, Any]:
-        await self.watch.synced()
+        await self._synced()
         manifest = build_job(spec.model_dump(mode="json", by_alias=True, exclude_none=True), _run_of(ctx))
         key = (ctx.run.namespace, manifest["metadata"]["name"])
         self._remember_limits(ctx)
@@ -108,7 +116,7 @@ class TemplateJobType(JobType[TemplateJob]):
 
     async def resume(self, spec: TemplateJob, ctx: JobContext) -> dict[str, Any]:
         """Follow the Job a dead replica created; never create a second one."""
-        await self.watch.synced()
+        await self._synced()
         self._remember_limits(ctx)
         name = job_name(ctx.run.name, ctx.run.uid, ctx.run.scheduled_for, ctx.run.attempt)
         key = (ctx.run.namespace, name)
