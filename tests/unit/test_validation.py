@@ -253,7 +253,7 @@ def test_unsupported_job_types_are_rejected_with_the_field() -> None:
     found = problems(job={"template": {"spec": {"template": {}}}})
     assert found == [
         "spec.job.template: job type 'template' is not supported by this sundial version yet "
-        "(supported: handler, http)"
+        "(supported: handler, http, sql)"
     ]
 
 
