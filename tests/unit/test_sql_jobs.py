@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
+import yaml
 
+from sundial import validation
 from sundial.jobs import sqlresult
 from sundial.jobs.base import JobEnvironment
 from sundial.jobs.context import Capture, JobContext, JobFailed, RunInfo
@@ -261,3 +263,10 @@ def test_check_is_quiet_unless_something_is_off() -> None:
     ]
     [(path, message, warning)] = messages(job("SELECT dblink('postgresql://u:hunter2@db/x', 'q')"))
     assert path == "spec.job.sql.query" and "queryFrom.secretKeyRef" in message and warning
+
+
+def test_the_example_manifest_is_valid_without_warnings() -> None:
+    path = Path(__file__).parents[2] / "manifests/examples/sql-nightly-cleanup.yaml"
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d and d["kind"] == "CronConfig"]
+    [result] = [validation.validate_object(d, known_handlers=None) for d in docs]
+    assert isinstance(result, validation.Valid) and not result.warnings, result
