@@ -254,7 +254,7 @@ def test_unsupported_job_types_are_rejected_with_the_field() -> None:
     found = problems(job={"fanout": fanout})
     assert found == [
         "spec.job.fanout: job type 'fanout' is not supported by this sundial version yet "
-        "(supported: handler, http, template)"
+        "(supported: handler, http, sql, template)"
     ]
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from sundial.jobs.base import JobEnvironment, JobType
 from sundial.jobs.handler import HandlerJobType
 from sundial.jobs.http import HttpJobType
+from sundial.jobs.sql import SqlJobType
 from sundial.jobs.template import TemplateJobType
 from sundial.models.spec import JobKind, JobSpec, SpecModel
 
@@ -21,6 +22,7 @@ log = logging.getLogger("sundial.jobs")
 JOB_TYPES: dict[JobKind, type[JobType[Any]]] = {
     JobKind.HTTP: HttpJobType,
     JobKind.HANDLER: HandlerJobType,
+    JobKind.SQL: SqlJobType,
     JobKind.TEMPLATE: TemplateJobType,
 }
 
