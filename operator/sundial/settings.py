@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     http_host: str = "0.0.0.0"
     allow_link_local: bool = False
     """Let HTTP jobs call 169.254.0.0/16 (cloud metadata endpoints); off unless explicitly allowed."""
+    sql_allow_sqlite: bool = False
+    """Let ``sql`` jobs open SQLite files: they are on the operator's own disk, so any user who may
+    create a CronConfig could read or write them; off unless explicitly allowed."""
     lookahead_seconds: float = 1.5
     """How early slots are leased and claimed, so the fire instant itself does no I/O. Slots land on
     whole seconds; claiming at half seconds keeps the claim work away from the fire instants."""

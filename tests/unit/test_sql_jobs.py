@@ -181,7 +181,7 @@ async def sqlite(tmp_path: Path) -> AsyncIterator[tuple[SqlJobType, str]]:
         conn.exec_driver_sql("INSERT INTO victims (name) VALUES ('a'), ('b'), ('c')")
     engine.dispose()
     job_type = SqlJobType()
-    await job_type.open(JobEnvironment(settings=Settings()))
+    await job_type.open(JobEnvironment(settings=Settings(sql_allow_sqlite=True)))
     yield job_type, url
     await job_type.close()
 
@@ -270,3 +270,15 @@ def test_the_example_manifest_is_valid_without_warnings() -> None:
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d and d["kind"] == "CronConfig"]
     [result] = [validation.validate_object(d, known_handlers=None) for d in docs]
     assert isinstance(result, validation.Valid) and not result.warnings, result
+
+
+async def test_sqlite_files_are_refused_unless_allowed(tmp_path: Path) -> None:
+    """A CronConfig must not reach the operator's own disk unless the operator allows it."""
+    job_type = SqlJobType()
+    await job_type.open(JobEnvironment(settings=Settings()))
+    try:
+        with pytest.raises(JobFailed, match="SUNDIAL_SQL_ALLOW_SQLITE=true"):
+            await job_type.run(job("SELECT 1"), context(f"sqlite:///{tmp_path / 'x.db'}"))
+        assert not (tmp_path / "x.db").exists()
+    finally:
+        await job_type.close()

@@ -187,8 +187,10 @@ class SqlJobType(JobType[SqlJob]):
         self.pools = pools or Pools()
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._running: dict[str, Statement] = {}
+        self._allow_sqlite = False
 
     async def open(self, env: JobEnvironment) -> None:
+        self._allow_sqlite = env.settings.sql_allow_sqlite
         self._executor = concurrent.futures.ThreadPoolExecutor(MAX_THREADS, thread_name_prefix="sundial-sql")
 
     async def close(self) -> None:
@@ -222,6 +224,11 @@ class SqlJobType(JobType[SqlJob]):
                 f"{where}: no value for parameter(s) {', '.join(':' + n for n in missing)}: a statement may "
                 f"name {', '.join(':' + n for n in sqlresult.RUN_PARAMETERS)} and the keys of spec.context",
                 result={"querySha256": digest},
+            )
+        if not self._allow_sqlite and url.strip().lower().startswith("sqlite"):
+            raise JobFailed(
+                f"{conn_where}: SQLite files are on the operator's own disk: refused unless the "
+                "operator runs with SUNDIAL_SQL_ALLOW_SQLITE=true"
             )
         try:
             pool = await self.pools.acquire(url)
