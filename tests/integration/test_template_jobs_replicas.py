@@ -196,3 +196,42 @@ def test_forbid_holds_across_replicas_while_a_job_outlives_the_lease_ttl(
     )
     assert successor.replica == b, successor
     assert len(kubelet.unfinished(kubelet.jobs_of(kubectl, namespace, "fb"))) <= 1
+
+
+def test_replace_ends_the_job_a_restart_left_running_once_a_newer_slot_started(
+    kubectl: Kubectl, namespace: str, pg_redis: tuple[str, str], operator_for: StartOperator
+) -> None:
+    """A slot missed while the only replica was down runs (CatchUp) at once after the restart,
+    before the old attempt is resumed: on resuming it, Replace must end it (and delete its Job)
+    then, not one schedule period later with two Jobs running side by side meanwhile."""
+    db, redis = pg_redis
+    env = sundial_env(db, redis, namespace)
+    first = operator_for(env, replica=A)
+    kubectl.apply(
+        cronconfig(
+            "rr",
+            namespace,
+            schedule="*/10 * * * * *",
+            concurrencyPolicy="Replace",
+            job=kubelet.job_template(),
+        )
+    )
+    run = first_running(db, namespace, "rr", timeout=25)
+    old = job_of(kubectl, namespace, "rr", run)
+    assert first.stop() == 0
+    # stay down until the next slot has passed
+    wait = (run.scheduled_for.timestamp() + 10.5) - time.time()
+    time.sleep(max(0.0, wait))
+    operator_for(env, replica=A)
+    began = time.monotonic()
+    replaced = ended(db, namespace, "rr", run.id, timeout=4.5)  # the next slot comes ~7.5 s later
+    print(f"[timing] the old attempt replaced {time.monotonic() - began:.1f}s after the restart")
+    assert (replaced.status, replaced.reason) == ("Cancelled", "Replaced"), replaced
+    wait_until(
+        lambda: old not in {kubelet.name_of(j) for j in kubelet.jobs_of(kubectl, namespace, "rr")},
+        timeout=10,
+        what=f"the replaced Job {old} deleted",
+    )
+    newer = [r for r in runs_of(db, namespace, "rr") if r.scheduled_for > run.scheduled_for and r.started_at]
+    assert newer and newer[-1].trigger == "CatchUp", [(r.scheduled_for, r.trigger) for r in newer]
+    assert len(kubelet.unfinished(kubelet.jobs_of(kubectl, namespace, "rr"))) == 1
