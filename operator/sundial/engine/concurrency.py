@@ -60,6 +60,18 @@ class Concurrency:
             return None, None  # something runs already: the manual run goes ahead without it
         return (key, token), keys.cancel(token.rsplit("|", 1)[-1])
 
+    async def replaced(self, w: SlotWork) -> bool:
+        """Under ``Replace``, whether another attempt holds the running lease.
+
+        Asked of an attempt resumed after its owner died: an attempt that started while nobody
+        followed this one is newer, and a newer attempt replaces an older one.
+        """
+        if _policy(w) != ConcurrencyPolicy.REPLACE:
+            return False
+        holder = await self.core.leases.holder(keys.running(w.tracked.uid))
+        own = self.running_token(w).rsplit("|", 1)[-1]
+        return holder is not None and holder.rsplit("|", 1)[-1] != own
+
     async def gate(self, work: list[SlotWork]) -> list[RunReason | None]:
         """Per attempt a skip reason, or ``None`` to launch it."""
         reasons: list[RunReason | None] = [None] * len(work)

@@ -114,6 +114,8 @@ class Execution:
             return
         attempt.cancel_reason = attempt.cancel_reason or reason
         ctx = self._contexts.get(attempt.run_id)
+        if ctx is None:
+            return  # not started yet: the attempt cancels itself once it starts, so it is recorded
         tracked = self.core.tracked.get(ctx.run.uid) if ctx else None
         resolved = self.resolve(tracked) if tracked else None
         if ctx is not None and resolved is not None:
@@ -210,6 +212,8 @@ class Execution:
         self.projection.started(tracked, attempt)
         ctx = self._context(w, attempt)
         self._contexts[attempt.run_id] = ctx
+        if attempt.cancel_reason is not None:  # cancelled before it started
+            self.cancel(attempt, attempt.cancel_reason)
         # a resumed attempt keeps the deadline it started with
         remaining = spec.timeout_seconds - max(0.0, (core.clock.now() - started).total_seconds())
         timer = core.clock.call_later(max(0.0, remaining), self.cancel, attempt, RunReason.TIMEOUT)

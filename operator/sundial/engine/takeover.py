@@ -143,7 +143,10 @@ class Takeover:
         log.warning("run %s of %s lost its owner %s; resumed here", rec.id, tracked.key, rec.replica)
         work = SlotWork(tracked, rec.scheduled_for, rec.attempt, str(rec.trigger))
         guard = await self.concurrency.guard_if_free(work)
-        self.execution.launch(work, _as_new_run(rec, core.replica), guard, resume=True)
+        replaced = guard[0] is None and await self.concurrency.replaced(work)
+        attempt = self.execution.launch(work, _as_new_run(rec, core.replica), guard, resume=True)
+        if replaced:  # a newer attempt started while nobody followed this one: Replace ends it
+            self.execution.cancel(attempt, RunReason.REPLACED)
         return True
 
     def _owner_lost(self, rec: RunRecord, tracked: Tracked | None) -> None:
