@@ -27,6 +27,8 @@ log = logging.getLogger("sundial.jobs")
 
 PRUNE_SECONDS = 10.0
 """How often finished Jobs beyond the history limits are looked for."""
+START_SYNC_SECONDS = 10.0
+"""At start-up, how long the operator waits for the first list of Jobs."""
 DELETED_REASON = "JobDeleted"
 TIMED_OUT_REASONS = frozenset({"DeadlineExceeded"})
 
@@ -69,6 +71,12 @@ class TemplateJobType(JobType[TemplateJob]):
         self._unfinished = env.unfinished_runs
         self._watch = JobWatch(env.kube, env.settings.namespaces)
         self._watch.start()
+        # Forbid asks the cache whether a Job still runs: fill it before the first slot fires
+        try:
+            async with asyncio.timeout(START_SYNC_SECONDS):
+                await self._watch.synced()
+        except (TimeoutError, NotSynced) as err:
+            log.warning("Jobs not listed yet (%s); template CronConfigs wait for it", err or "timed out")
         self._pruner = asyncio.create_task(self._prune_loop(), name="sundial-job-pruner")
 
     async def close(self) -> None:
