@@ -11,22 +11,22 @@ validator bug must become a message, not a crashed operator.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import re
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pydantic
 
+from sundial import risks
 from sundial.jobs import kinds
 from sundial.models import spec as spec_models
 from sundial.models.base import format_timestamp
 from sundial.models.errors import format_location, format_validation_error
-from sundial.scheduling import IntervalSchedule, Schedule, ScheduleError, load_zone, parse_schedule
+from sundial.scheduling import Schedule, ScheduleError, load_zone, parse_schedule
 from sundial.scheduling.oneshot import OneShot
 
 log = logging.getLogger("sundial.validation")
@@ -38,7 +38,6 @@ MAX_DEPTH = 64
 MAX_VALUES = 100_000
 """Values (objects, lists and scalars) in one spec; a spec is a few hundred, an attack is millions."""
 SECRET_REF_FIELDS = frozenset({"secretKeyRef", "connectionSecretRef"})
-_PERIOD_SAMPLES = 6
 # Cron fields in the order of a 6-field expression: name, lowest and highest value.
 _CRON_FIELDS = (
     ("second", 0, 59),
@@ -144,7 +143,8 @@ def _validate(
         if not report.problems:
             report.problem("spec", "exactly one of schedule or runAt must be set")
         return report.invalid()
-    _check_risks(spec, schedule, now, report)
+    for path, message in risks.warnings(spec, schedule, now):
+        report.warning(path, message)
     return Valid(spec=spec, schedule=schedule, warnings=list(report.warnings))
 
 
@@ -376,51 +376,3 @@ def _check_job(
     if known_handlers is not None:
         for path, name in _handler_refs(spec.job):
             _check_handler_name(path, name, known_handlers, report)
-
-
-# ------------------------------------------------------------------------------------- risky specs
-def _period(schedule: Schedule, now: datetime) -> timedelta | None:
-    """The shortest gap between the next few slots; ``None`` for schedules with fewer than two."""
-    if isinstance(schedule, IntervalSchedule):
-        return schedule.interval
-    if isinstance(schedule, OneShot):
-        return None
-    slots: list[datetime] = []
-    cursor: datetime | None = now
-    while cursor is not None and len(slots) < _PERIOD_SAMPLES:
-        cursor = schedule.next_after(cursor)
-        if cursor is not None:
-            slots.append(cursor)
-    gaps = [later - earlier for earlier, later in itertools.pairwise(slots)]
-    return min(gaps) if gaps else None
-
-
-def _seconds(value: timedelta) -> str:
-    return f"{int(value.total_seconds())}s"
-
-
-def _check_risks(
-    spec: spec_models.CronConfigSpec, schedule: Schedule, now: datetime, report: _Report
-) -> None:
-    period = _period(schedule, now)
-    if period is not None:
-        timeout = timedelta(seconds=spec.timeout_seconds)
-        if spec.concurrency_policy == spec_models.ConcurrencyPolicy.ALLOW and timeout > period:
-            report.warning(
-                "spec.timeoutSeconds",
-                f"{spec.timeout_seconds}s is longer than the schedule's period ({_seconds(period)}) with "
-                "concurrencyPolicy Allow: slow runs overlap and can pile up",
-            )
-        if timedelta(seconds=spec.jitter_seconds) > period:
-            report.warning(
-                "spec.jitterSeconds",
-                f"{spec.jitter_seconds}s is larger than the schedule's period ({_seconds(period)}): a slot's "
-                "run can start after the next slot's",
-            )
-    deadline = spec.starting_deadline_seconds
-    if deadline is not None and deadline < spec.jitter_seconds:
-        report.warning(
-            "spec.startingDeadlineSeconds",
-            f"{deadline}s is smaller than jitterSeconds ({spec.jitter_seconds}s): a run delayed by jitter "
-            "can be past its deadline and skipped (e.g. when caught up after downtime)",
-        )
