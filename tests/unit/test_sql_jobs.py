@@ -17,11 +17,12 @@ import sqlalchemy as sa
 import yaml
 
 from sundial import validation
+from sundial.dburl import normalize_url
 from sundial.jobs import sqlresult
 from sundial.jobs.base import JobEnvironment
 from sundial.jobs.context import Capture, JobContext, JobFailed, RunInfo
 from sundial.jobs.sql import SqlJobType
-from sundial.jobs.sqlpools import Pools, normalise_url, passwords, safe_url
+from sundial.jobs.sqlpools import Pools, passwords, safe_url
 from sundial.models.spec import CronConfigSpec, SqlJob
 from sundial.settings import Settings
 
@@ -43,7 +44,7 @@ RUN = RunInfo("run-1", "uid-1", "ns", "nightly", 1, SLOT, 2, "Schedule")
     ],
 )
 def test_bare_dialects_get_the_installed_driver(url: str, driver: str) -> None:
-    assert normalise_url(url).drivername == driver
+    assert normalize_url(url).drivername == driver
 
 
 def test_a_logged_url_has_no_password() -> None:
@@ -56,7 +57,7 @@ def test_a_logged_url_has_no_password() -> None:
 
 def test_a_string_that_is_no_url_raises_argument_error() -> None:
     with pytest.raises(sa.exc.ArgumentError):
-        normalise_url("db.example.com:5432")
+        normalize_url("db.example.com:5432")
 
 
 # ------------------------------------------------------------------------------------ parameters

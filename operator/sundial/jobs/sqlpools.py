@@ -23,27 +23,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
+from sundial.dburl import normalize_url
+
 log = logging.getLogger("sundial.jobs.sql")
 
 POOL_SIZE = 2
 MAX_OVERFLOW = 3
 IDLE_SECONDS = 300.0
 CONNECT_TIMEOUT = 10
-
-_DRIVERS = {
-    "postgres": "postgresql+psycopg",
-    "postgresql": "postgresql+psycopg",
-    "mysql": "mysql+pymysql",
-    "mariadb": "mariadb+pymysql",
-}
-"""Bare dialect names get the driver sundial ships (psycopg 3) or documents (PyMySQL, extra ``mysql``)."""
-
-
-def normalise_url(url: str) -> URL:
-    """The SQLAlchemy URL to connect with; raises ``ArgumentError`` for a string that is no URL."""
-    parsed = make_url(url.strip())
-    driver = _DRIVERS.get(parsed.drivername)
-    return parsed.set(drivername=driver) if driver else parsed
 
 
 def safe_url(url: str | URL) -> str:
@@ -120,7 +107,7 @@ class Pools:
         self.sweep()
         pool = self._pools.get(url)
         if pool is None:
-            parsed = normalise_url(url)
+            parsed = normalize_url(url)
             pool = Pool(engine=create_engine(parsed), label=safe_url(parsed))
             self._pools[url] = pool
             log.info("sql: opened a connection pool for %s", pool.label)

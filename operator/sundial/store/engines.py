@@ -9,16 +9,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from sundial.dburl import normalize_url
+
+__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "create_engine", "normalize_url"]
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite writer waits for another (thread or process) before failing with "database is locked"."""
-
-
-def normalize_url(url: str | sa.URL) -> sa.URL:
-    """Pick psycopg 3 for PostgreSQL URLs without a driver (SQLAlchemy would pick psycopg2)."""
-    parsed = sa.make_url(url.replace("postgres://", "postgresql://", 1) if isinstance(url, str) else url)
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed
 
 
 def create_engine(url: str | sa.URL, *, echo: bool = False) -> sa.Engine:
