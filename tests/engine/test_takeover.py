@@ -184,20 +184,38 @@ async def test_a_dead_owners_next_slot_still_fires_on_time(cluster: Cluster) -> 
     assert (nxt.status, nxt.replica, nxt.started_at) == ("Succeeded", "b", nxt.scheduled_for)
 
 
-async def test_a_killed_single_replicas_unfired_claim_is_caught_up_after_restart(cluster: Cluster) -> None:
+async def test_a_restarted_replica_runs_the_claim_its_previous_incarnation_left(cluster: Cluster) -> None:
+    """Restarted within the lease TTL, a replica adopts its predecessor's claim: never deleted, run once."""
     await cluster.replica("a")
-    await cluster.apply("alone", work_spec("*/10 * * * * *", missedRunPolicy="RunOnce"))
+    await cluster.apply("alone", work_spec("*/10 * * * * *", missedRunPolicy="Skip"))
     await cluster.clock.advance(8.6)  # slot 10 claimed (Pending), not fired
-    assert [r.status for r in cluster.runs("alone")] == ["Pending"]
+    claimed = cluster.runs("alone")
+    assert [r.status for r in claimed] == ["Pending"]
     await cluster.kill("a")
     await cluster.clock.advance(3)  # slot 10 passes with no operator
     restarted_at = cluster.clock.now()
-    await cluster.replica("a")  # gives the Pending row back; RunOnce then catches slot 10 up
+    await cluster.replica("a")  # its heartbeat looks alive to others: only it can take the claim
     await cluster.clock.advance(8)
     runs = [r for r in cluster.runs("alone") if r.scheduled_for.second == 10]
-    assert [(str(r.trigger), str(r.status)) for r in runs] == [("CatchUp", "Succeeded")]
-    # late: the dead incarnation's slot lease (another owner token) has to expire first
-    assert runs[0].started_at is not None and runs[0].started_at > restarted_at
+    assert [(r.id, str(r.trigger), str(r.status)) for r in runs] == [(claimed[0].id, "Schedule", "Succeeded")]
+    assert runs[0].started_at is not None
+    assert restarted_at < runs[0].started_at <= restarted_at + timedelta(seconds=2)
+    assert set(handlers.calls_per_attempt().values()) == {1}
+
+
+async def test_a_restarted_replicas_claims_ahead_of_their_instant_fire_on_time(cluster: Cluster) -> None:
+    await cluster.replica("a")
+    await cluster.apply("ahead", work_spec("*/10 * * * * *"))
+    await cluster.clock.advance(8.6)  # slot 10 claimed 1.4 s ahead
+    await cluster.kill("a")
+    await cluster.replica("a")  # at once: slot 10 is still ahead
+    await cluster.clock.advance(12)
+    runs = cluster.runs("ahead")
+    assert [(r.scheduled_for.second, str(r.status)) for r in runs][:2] == [
+        (10, "Succeeded"),
+        (20, "Succeeded"),
+    ]
+    assert runs[0].started_at == runs[0].scheduled_for, "fired at its instant, not late"
     assert set(handlers.calls_per_attempt().values()) == {1}
 
 
@@ -210,3 +228,51 @@ async def test_an_owner_lost_failure_posts_a_run_failed_event(cluster: Cluster) 
     await cluster.clock.advance(15)
     assert [(r.status, r.reason) for r in cluster.runs("evented")][:1] == [("Failed", "OwnerLost")]
     assert [e["reason"] for e in cluster.kube.events if e["name"] == "evented"] == ["RunFailed"]
+
+
+async def test_forbid_is_not_blocked_by_the_lease_of_a_replica_that_restarted(cluster: Cluster) -> None:
+    """The lease of an attempt that died with its replica stops blocking once the replica is back."""
+    await two_replicas(cluster)
+    uid = uid_preferring("a", ["a", "b"])
+    await cluster.apply("held", work_spec("* * * * * *", seconds=4), uid=uid)
+    await cluster.clock.advance_to(cluster.clock.now().replace(second=10, microsecond=500_000))
+    killed_at = cluster.clock.now()
+    await cluster.kill("a")  # slot 10 was running on a
+    await cluster.replica("a")
+    await cluster.clock.advance(12)
+    runs = [r for r in cluster.runs("held") if killed_at < r.scheduled_for < killed_at + timedelta(seconds=8)]
+    lost = [r for r in cluster.runs("held") if r.reason == "OwnerLost"]
+    assert [(r.status, bool(r.started_at and r.started_at < killed_at)) for r in lost] == [("Failed", True)]
+    # the first slot after the restart's heartbeat runs; the next ones wait for it (truly running)
+    ran = [r for r in runs if r.started_at is not None]
+    assert ran and ran[0].scheduled_for <= killed_at + timedelta(seconds=2)
+    for r in runs:
+        if r.reason == "ConcurrencyForbid":
+            assert any(
+                o.started_at and o.started_at <= r.scheduled_for < (o.finished_at or r.scheduled_for)
+                for o in ran
+            )
+    assert set(handlers.calls_per_attempt().values()) == {1}
+
+
+async def test_a_killed_holders_slots_are_undecided_until_its_heartbeat_expires(cluster: Cluster) -> None:
+    """Never ConcurrencyForbid on a dead holder's word: the slot waits until its fate is known."""
+    await two_replicas(cluster)
+    uid = uid_preferring("a", ["a", "b"])
+    await cluster.apply("undecided", work_spec("*/2 * * * * *", seconds=1.5), uid=uid)
+    await cluster.clock.advance_to(cluster.clock.now().replace(second=10, microsecond=500_000))
+    killed_at = cluster.clock.now()
+    await cluster.kill("a")  # slot 10 running on a; its lease and heartbeat live on for the TTL
+    await cluster.clock.advance(15)
+    after = [r for r in cluster.runs("undecided") if r.scheduled_for > killed_at]
+    assert after and all(r.replica == "b" for r in after)
+    ran = [r for r in after if r.started_at is not None]
+    forbid = [r for r in after if r.reason == "ConcurrencyForbid"]
+    for r in forbid:  # only while an attempt really ran on b
+        assert any(
+            o.started_at and o.started_at <= r.scheduled_for < (o.finished_at or r.scheduled_for) for o in ran
+        )
+    first = min(ran, key=lambda r: r.scheduled_for)
+    assert first.scheduled_for.second == 12
+    assert first.started_at is not None and first.started_at <= killed_at + timedelta(seconds=TTL + 1.5)
+    assert set(handlers.calls_per_attempt().values()) == {1}

@@ -236,17 +236,24 @@ def test_adopting_a_dead_replicas_pending_run_happens_once(store: RunStore) -> N
     assert adopted is not None and adopted.replica == "b" and adopted.status == "Pending"
 
 
-def test_a_restarted_replica_gives_back_only_its_own_unstarted_claims(store: RunStore) -> None:
-    mine, other, running = (
+def test_the_start_fence_lets_only_the_rows_owner_start_a_claim(store: RunStore) -> None:
+    """A claim adopted by b (a looked dead) is b's to start: a's start fence refuses it."""
+    mine, adopted, other = (
         new_run(T0, replica="a"),
-        new_run(T0, uid="uid-2", replica="b"),
-        new_run(T0 + minutes(1), replica="a"),
+        new_run(T0, uid="uid-2", replica="a"),
+        new_run(T0, uid="uid-3", replica="b"),
     )
-    store.claim([mine, other, running])
-    store.mark_started([(running.id, T0 + minutes(1))])
-    assert store.release_replica_claims("a") == 1
-    assert store.get_run(mine.id) is None
-    assert store.get_run(other.id) is not None and store.get_run(running.id) is not None
+    store.claim([mine, adopted, other])
+    assert store.adopt(adopted.id, "a", "b")
+    at = T0 + minutes(1)
+    assert store.start([mine.id, adopted.id, other.id], "a", at) == {mine.id}
+    assert store.start([mine.id], "a", at) == set(), "started once"
+    assert store.start([adopted.id, other.id], "b", at) == {adopted.id, other.id}
+    rows = {r.id: r for r in (store.get_run(i) for i in (mine.id, adopted.id, other.id)) if r}
+    assert {(r.status, r.replica, r.started_at) for r in rows.values()} == {
+        ("Running", "a", at),
+        ("Running", "b", at),
+    }
 
 
 # --- manual triggers ---------------------------------------------------------------------------------

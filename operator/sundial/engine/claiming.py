@@ -149,6 +149,18 @@ class Claiming:
         if core.stopping:  # shutdown began while claiming: give the slots back
             await self.unclaim_unfired()
             return
+        await self._arm(by_time, inline)
+
+    def hold(self, claims: list[Claim]) -> None:
+        """Claims recorded elsewhere (adopted ahead of their instant) fire on time, like our own."""
+        by_time: dict[datetime, list[Claim]] = {}
+        for w, run in claims:
+            by_time.setdefault(fire_time(w), []).append((w, run))
+            self._claimed[run.id] = (w, run)
+        self.core.spawn(self._arm(by_time, False), name="sundial-hold")
+
+    async def _arm(self, by_time: dict[datetime, list[Claim]], inline: bool) -> None:
+        core = self.core
         for at, batch in by_time.items():
             delay = (at - core.clock.now()).total_seconds()
             if delay <= 0 and inline:  # the caller waits for the launch (catch-up in order)

@@ -7,13 +7,24 @@ on another replica through a cancel marker its lease loop finds. ``Allow``: noth
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Final
 
 from sundial.engine.core import Core
 from sundial.engine.tracked import Attempt, SlotWork, Tracked
 from sundial.leases import keys
+from sundial.leases.keys import parse_beat
 from sundial.models.runs import RunReason, Trigger
 from sundial.models.spec import ConcurrencyPolicy
+from sundial.retrying import is_transient, log_fault
+
+log = logging.getLogger("sundial.engine")
+
+UNDECIDED: Final = "undecided"
+"""The gate cannot tell yet whether an earlier attempt still runs (its holder has not beaten since)."""
+Decision = RunReason | str | None
 
 
 def _policy(w: SlotWork) -> ConcurrencyPolicy | None:
@@ -31,6 +42,8 @@ class Concurrency:
         """Set by the engine: cancel an attempt running on this replica."""
         self.busy_outside: Callable[[Tracked], bool] = lambda tracked: False
         """Set by the engine: work of the CronConfig still runs outside every replica (its job type knows)."""
+        self.running_in_history: Callable[[list[str]], Awaitable[set[str]]] = _nothing_running
+        """Set by the engine: CronConfigs with a Running attempt in the run history (Redis is down)."""
 
     def running_token(self, w: SlotWork) -> str:
         """The running lease's owner: this incarnation, plus the attempt (the cancel marker's key)."""
@@ -43,6 +56,18 @@ class Concurrency:
             return None, None
         token = self.running_token(w)
         return (keys.running(w.tracked.uid), token), keys.cancel(token.rsplit("|", 1)[-1])
+
+    def drop(self, w: SlotWork) -> None:
+        """Give back the running lease the gate took for an attempt that is not launched after all."""
+        lease, _ = self.guard(w)
+        if lease is not None:
+            self.core.spawn(self._release(lease), name="sundial-release")
+
+    async def _release(self, lease: tuple[str, str]) -> None:
+        try:
+            await self.core.leases.release(*lease)
+        except Exception as err:
+            log_fault("giving back a running lease (it expires on its own)", err)
 
     async def guard_if_free(self, w: SlotWork) -> tuple[tuple[str, str] | None, str | None]:
         """The running lease of an attempt that runs whatever else does, if the lease is free.
@@ -72,25 +97,77 @@ class Concurrency:
         own = self.running_token(w).rsplit("|", 1)[-1]
         return holder is not None and holder.rsplit("|", 1)[-1] != own
 
-    async def gate(self, work: list[SlotWork]) -> list[RunReason | None]:
-        """Per attempt a skip reason, or ``None`` to launch it."""
-        reasons: list[RunReason | None] = [None] * len(work)
-        ttl = self.core.settings.lease_ttl_seconds
+    async def gate(self, work: list[SlotWork], at: datetime | None = None) -> list[Decision]:
+        """Per attempt: ``None`` to launch it, a skip reason, or :data:`UNDECIDED` (ask again soon).
+
+        ``ConcurrencyForbid`` only when an earlier attempt really runs: here, in work its job type
+        follows, or on a replica whose heartbeat came after this slot's instant. A lease whose
+        holder is dead (its replica's heartbeat is gone or belongs to a newer incarnation) is
+        broken and the slot runs; a holder that has not beaten since ``at`` (the first time the
+        slot asked, default now) is undecided.
+        """
+        since = int((at or self.core.clock.now()).timestamp() * 1000)
+        reasons: list[Decision] = [None] * len(work)
         forbid = [i for i, w in enumerate(work) if _policy(w) == ConcurrencyPolicy.FORBID]
         for i in forbid:
             if work[i].tracked.active or self.busy_outside(work[i].tracked):
                 reasons[i] = RunReason.CONCURRENCY_FORBID
         free = [i for i in forbid if reasons[i] is None]
-        got = await self.core.leases.acquire_many(
-            [(keys.running(work[i].tracked.uid), self.running_token(work[i])) for i in free], ttl
-        )
-        for i, ok in zip(free, got, strict=True):
-            if not ok:
-                reasons[i] = RunReason.CONCURRENCY_FORBID
+        if free:
+            for i, decision in zip(free, await self._forbid([work[i] for i in free], since), strict=True):
+                reasons[i] = decision
         for w in work:
             if _policy(w) == ConcurrencyPolicy.REPLACE:
-                await self._replace(w)
+                try:
+                    await self._replace(w)
+                except Exception as err:
+                    if not is_transient(err):
+                        raise
+                    log_fault(f"[{w.tracked.key}] cancelling what runs on other replicas (Replace)", err)
         return reasons
+
+    async def _forbid(self, work: list[SlotWork], since: int) -> list[Decision]:
+        leases, ttl = self.core.leases, self.core.settings.lease_ttl_seconds
+        try:
+            got = await leases.acquire_many(
+                [(keys.running(w.tracked.uid), self.running_token(w)) for w in work], ttl
+            )
+        except Exception as err:
+            if not is_transient(err):
+                raise
+            log_fault(f"checking Forbid of {len(work)} slots in Redis (asking the run history)", err)
+            running = await self.running_in_history([w.tracked.uid for w in work])
+            return [RunReason.CONCURRENCY_FORBID if w.tracked.uid in running else None for w in work]
+        decisions: list[Decision] = [None] * len(work)
+        held = [i for i, ok in enumerate(got) if not ok]
+        if not held:
+            return decisions
+        holders = await leases.holders([keys.running(work[i].tracked.uid) for i in held])
+        tokens = [(h or "").split("|", 1)[0] for h in holders]
+        names = sorted({t.rsplit(":", 1)[0] for t in tokens if t and t != self.core.token})
+        beats = dict(zip(names, await leases.holders([keys.replica(n) for n in names]), strict=True))
+        for i, holder, token in zip(held, holders, tokens, strict=True):
+            w = work[i]
+            if holder is None:
+                decisions[i] = UNDECIDED  # released a moment ago: ask again
+                continue
+            # our own token with no attempt running here: a finished attempt's lease, not released
+            # yet (releases are batched), so it is free; any other holder is judged by its heartbeat
+            if token != self.core.token:
+                beat = parse_beat(beats.get(token.rsplit(":", 1)[0]))
+                if beat is not None and beat[0] == token:
+                    decisions[i] = RunReason.CONCURRENCY_FORBID if beat[1] >= since else UNDECIDED
+                    continue
+                log.info(
+                    "[%s] running lease of %s is stale: its replica is gone or restarted; lease broken",
+                    w.tracked.key,
+                    holder.split("|", 1)[-1],
+                )
+            key = keys.running(w.tracked.uid)
+            await leases.release(key, holder)
+            if not await leases.acquire(key, self.running_token(w), ttl):
+                decisions[i] = RunReason.CONCURRENCY_FORBID  # another slot took it meanwhile, and runs
+        return decisions
 
     async def _replace(self, w: SlotWork) -> None:
         leases, key = self.core.leases, keys.running(w.tracked.uid)
@@ -102,3 +179,7 @@ class Concurrency:
             await leases.set_flag(keys.cancel(holder.rsplit("|", 1)[-1]), ttl * 3)
         await leases.release(key, holder or "")
         await leases.acquire(key, self.running_token(w), ttl)
+
+
+async def _nothing_running(uids: list[str]) -> set[str]:
+    return set()

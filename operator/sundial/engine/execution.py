@@ -204,9 +204,7 @@ class Execution:
         core, tracked, spec = self.core, w.tracked, w.tracked.spec
         assert spec is not None
         metrics.ACTIVE.inc()
-        started = run.started_at if resume and run.started_at else core.clock.now()
-        if not resume:
-            core.history.started(run.id, started)
+        started = run.started_at or core.clock.now()  # the start fence recorded it (or the resumed start)
         if w.trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP):
             metrics.FIRE_LAG.observe(max(0.0, (started - fire_time(w)).total_seconds()))
         self.projection.started(tracked, attempt)

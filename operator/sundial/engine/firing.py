@@ -1,22 +1,30 @@
 """The fire instant: the last checks before an attempt is launched, and nothing slow.
 
-Claiming did the I/O ahead of time; here only the concurrency gate's one Redis round trip remains.
-A claimed attempt always gets an outcome: launched, or finished unstarted with the true reason.
+Claiming did the I/O ahead of time; here the concurrency gate's one Redis round trip and the start
+fence (one statement for the whole batch) remain. A claimed attempt always gets an outcome:
+launched, or finished unstarted with the true reason.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from datetime import datetime
 
-from sundial.engine.concurrency import Concurrency
+from sundial.engine.concurrency import UNDECIDED, Concurrency, Decision
 from sundial.engine.core import Core
 from sundial.engine.execution import Execution
 from sundial.engine.recording import Recording
 from sundial.engine.slots import fire_time
-from sundial.engine.tracked import Claim
+from sundial.engine.tracked import Claim, SlotWork
 from sundial.models.runs import RunReason, RunStatus, Trigger
+from sundial.retrying import log_fault
+from sundial.store.records import NewRun
 
 log = logging.getLogger("sundial.engine")
+
+UNDECIDED_POLL_SECONDS = 0.25
+"""How often a slot whose Forbid gate is undecided asks again (its holder's fate is known within a TTL)."""
 
 
 class Firing:
@@ -53,15 +61,92 @@ class Firing:
                 live.append((w, run))
             else:
                 recording.finish_unstarted(w, run, RunStatus.CANCELLED, RunReason.DELETED)
-        gates = await self.concurrency.gate([w for w, _ in live])
-        for (w, run), blocked in zip(live, gates, strict=True):
-            spec = w.tracked.spec
-            assert spec is not None
-            if blocked:
-                recording.finish_unstarted(w, run, RunStatus.SKIPPED, blocked)
-            elif spec.suspend and w.trigger != Trigger.MANUAL:
-                recording.finish_unstarted(w, run, RunStatus.SKIPPED, RunReason.SUSPENDED)
-            elif spec.dry_run:
-                recording.finish_unstarted(w, run, RunStatus.SUCCEEDED, RunReason.DRY_RUN)
-            else:
-                self.execution.launch(w, run, self.concurrency.guard(w))
+        asked = core.clock.now()
+        gates = await self.concurrency.gate([w for w, _ in live], at=asked)
+        launch: list[Claim] = []
+        for (w, run), decision in zip(live, gates, strict=True):
+            if decision == UNDECIDED:
+                core.spawn(self._undecided(w, run, asked), name=f"sundial-undecided-{w.tracked.key}")
+            elif self._launchable(w, run, decision):
+                launch.append((w, run))
+        await self._start(launch)
+
+    def _launchable(self, w: SlotWork, run: NewRun, decision: Decision) -> bool:
+        """Whether the attempt runs; if not, its outcome is recorded here."""
+        spec = w.tracked.spec
+        assert spec is not None
+        outcome: tuple[RunStatus, RunReason] | None = None
+        if decision:
+            outcome = (RunStatus.SKIPPED, RunReason(decision))
+        elif spec.suspend and w.trigger != Trigger.MANUAL:
+            outcome = (RunStatus.SKIPPED, RunReason.SUSPENDED)
+        elif spec.dry_run:
+            outcome = (RunStatus.SUCCEEDED, RunReason.DRY_RUN)
+        if outcome is None:
+            return True
+        if not decision:
+            self.concurrency.drop(w)  # the gate took the running lease for an attempt that does not run
+        self.recording.finish_unstarted(w, run, *outcome)
+        return False
+
+    async def _start(self, batch: list[Claim]) -> None:
+        """The start fence, then the launch: only claims still this replica's row run here."""
+        if not batch:
+            return
+        core = self.core
+        now = core.clock.now()
+        pending = [run.id for _, run in batch if run.status == RunStatus.PENDING]
+        try:
+            started = await core.history.start_runs(pending, core.replica, now)
+        except Exception as err:
+            log_fault(f"recording the start of {len(pending)} runs (recorded Skipped: StoreUnavailable)", err)
+            for w, run in batch:
+                self.concurrency.drop(w)
+                self.recording.finish_unstarted(w, run, RunStatus.SKIPPED, RunReason.STORE_UNAVAILABLE)
+            return
+        for w, run in batch:
+            if run.status == RunStatus.PENDING and run.id not in started:
+                self.concurrency.drop(w)
+                log.warning(
+                    "[%s] run %s was taken over by another replica before it started here; not run here",
+                    w.tracked.key,
+                    run.id,
+                )
+                continue
+            running = dataclasses.replace(run, status=str(RunStatus.RUNNING), started_at=now)
+            self.execution.launch(w, running, self.concurrency.guard(w))
+
+    async def _undecided(self, w: SlotWork, run: NewRun, asked: datetime) -> None:
+        """Ask the gate again until the holder of the running lease is known alive or dead.
+
+        A heartbeat expires within a lease TTL, so this ends within about one; past the starting
+        deadline the slot is ``Missed``, which is what it is by then.
+        """
+        core = self.core
+        give_up = core.clock.monotonic() + core.settings.lease_ttl_seconds * 2
+        while True:
+            await core.clock.sleep(UNDECIDED_POLL_SECONDS)
+            if core.stopping:
+                self.recording.finish_unstarted(w, run, RunStatus.CANCELLED, RunReason.OPERATOR_SHUTDOWN)
+                return
+            spec = w.tracked.spec if core.current(w.tracked) else None
+            if spec is None:
+                self.recording.finish_unstarted(w, run, RunStatus.CANCELLED, RunReason.DELETED)
+                return
+            deadline = spec.starting_deadline_seconds
+            if deadline is not None and (core.clock.now() - fire_time(w)).total_seconds() > deadline:
+                self.recording.finish_unstarted(w, run, RunStatus.SKIPPED, RunReason.MISSED)
+                return
+            try:
+                decision = (await self.concurrency.gate([w], at=asked))[0]
+            except Exception as err:
+                log_fault(f"[{w.tracked.key}] checking concurrencyPolicy Forbid again", err)
+                continue
+            if decision == UNDECIDED and core.clock.monotonic() < give_up:
+                continue
+            if decision == UNDECIDED:
+                log.warning("[%s] the running lease's holder never resolved; slot skipped", w.tracked.key)
+                decision = RunReason.CONCURRENCY_FORBID
+            if self._launchable(w, run, decision):
+                await self._start([(w, run)])
+            return

@@ -41,7 +41,6 @@ class History:
         self._clock: Clock = clock or SystemClock()
         self._pool = executor or ThreadPoolExecutor(max_workers=4, thread_name_prefix="sundial-history")
         self._pending: list[RunUpdate] = []
-        self._started: list[tuple[UUID, datetime]] = []
         self._configs: list[tuple[str, str, str, datetime]] = []
         self._versions: list[tuple[str, int, dict[str, Any]]] = []
         self._flush_seconds = flush_seconds
@@ -79,14 +78,12 @@ class History:
     def version_seen(self, uid: str, generation: int, spec: dict[str, Any]) -> None:
         self._versions.append((uid, generation, spec))
 
-    def started(self, run_id: UUID, at: datetime) -> None:
-        """Queue Pending -> Running, written at once (one statement for the whole fire batch).
-
-        Not every 0.2 s like outcomes: a Pending row of a dead replica is adopted and run by another,
-        so the window in which a started attempt still looks unstarted must stay short.
-        """
-        self._started.append((run_id, at))
-        self._wakeup.set()
+    async def start_runs(self, ids: Sequence[UUID], replica: str, at: datetime) -> set[UUID]:
+        """The start fence (:meth:`RunStore.start`): which of these claims may run here, now."""
+        if not ids:
+            return set()
+        result: set[UUID] = await self.call(self.store.start, list(ids), replica, at)
+        return result
 
     def finish(self, update: RunUpdate) -> None:
         """Queue a finished run; written within ``flush_seconds``."""
@@ -103,15 +100,6 @@ class History:
             except Exception as err:
                 log_fault(f"recording {len(configs)} CronConfigs / {len(versions)} spec versions", err)
                 self._configs[:0], self._versions[:0] = configs, versions
-        while self._started:
-            batch_started, self._started = (
-                self._started[: self._max_batch * 2],
-                self._started[self._max_batch * 2 :],
-            )
-            try:
-                await self.call(self.store.mark_started, batch_started)
-            except Exception as err:
-                log_fault(f"marking {len(batch_started)} runs as started", err)
         while self._pending:
             batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
             what = f"writing {len(batch)} finished runs"

@@ -32,6 +32,8 @@ class Leasing:
         """Set by the engine: what to do with a local attempt another replica asked to cancel."""
         self._releases: list[tuple[str, str]] = []
         self._wakeup = asyncio.Event()
+        self._beat = ""
+        """The heartbeat's last value: this incarnation's token and when it beat."""
 
     @property
     def period(self) -> float:
@@ -68,7 +70,9 @@ class Leasing:
     async def tick(self, ttl: float) -> None:
         """Heartbeat, membership, renewals and cancel markers: once per period."""
         core = self.core
-        await core.leases.put(keys.replica(core.replica), core.token, ttl)
+        beat = keys.beat(core.token, core.clock.now())
+        await core.leases.put(keys.replica(core.replica), beat, ttl)
+        self._beat = beat
         if self.shards.update(await core.leases.members(keys.members(), core.replica, ttl)):
             log.info("replicas sharing the slots: %s", ", ".join(self.shards.members))
         cutoff = core.clock.now() - timedelta(seconds=self.period)
@@ -80,7 +84,17 @@ class Leasing:
         ]
         if not held:
             return
-        await core.leases.renew_many([a.running_lease for a in held if a.running_lease], ttl)
+        leases = [a.running_lease for a in held if a.running_lease]
+        renewed = await core.leases.renew_many(leases, ttl)
+        lost = [lease for lease, ok in zip(leases, renewed, strict=True) if not ok]
+        if lost:  # Redis restarted or was flushed: the attempts still run here, so hold their leases again
+            again = await core.leases.acquire_many(lost, ttl)
+            log.warning(
+                "re-took %d of %d running leases Redis had lost (%d taken by others meanwhile)",
+                sum(again),
+                len(lost),
+                len(lost) - sum(again),
+            )
         markers = [a for a in held if a.cancel_marker]
         flags = await core.leases.holders([a.cancel_marker for a in markers if a.cancel_marker])
         for a, flag in zip(markers, flags, strict=True):
@@ -90,6 +104,6 @@ class Leasing:
     async def shutdown(self) -> None:
         """Give back what is queued, the heartbeat and the membership: others take over at once."""
         core = self.core
-        await core.leases.release_many([*self._releases, (keys.replica(core.replica), core.token)])
+        await core.leases.release_many([*self._releases, (keys.replica(core.replica), self._beat)])
         self._releases = []
         await core.leases.leave(keys.members(), core.replica)

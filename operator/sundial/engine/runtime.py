@@ -125,9 +125,7 @@ class Runtime:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         core = self.core
-        released = await core.history.call(core.history.store.release_replica_claims, core.replica)
-        if released:
-            log.warning("gave back %d slots a previous run of replica %s claimed", released, core.replica)
+        await self.takeover.inherit()
         store = core.history.store
         await self.job_types.open(
             JobEnvironment(

@@ -10,6 +10,7 @@ replica is gone when its heartbeat key is.
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import timedelta
 
 from sundial import metrics
@@ -57,17 +58,39 @@ class Takeover:
         self.recording = recording
         self.projection = projection
         self.retries = retries
+        self.inherited: set[uuid.UUID] = set()
+        """Pending claims of this replica's previous incarnation, not adopted yet."""
+
+    async def inherit(self) -> None:
+        """At start-up: claims an earlier incarnation of this replica recorded and never started.
+
+        Its heartbeat looked like ours, so nobody else takes them over; they are adopted here like a
+        dead replica's (run late within the starting deadline, else ``Missed``), never deleted: a
+        deleted claim whose instant has passed would leave its slot with no record at all.
+        """
+        core = self.core
+        rows = await core.history.call(lambda: core.history.store.unfinished(replica=core.replica))
+        self.inherited = {r.id for r in rows if r.status == RunStatus.PENDING and r.trigger != Trigger.RETRY}
+        if self.inherited:
+            log.warning(
+                "found %d slots a previous run of replica %s claimed and never started; adopting them",
+                len(self.inherited),
+                core.replica,
+            )
 
     async def run(self) -> None:
         """Take over slots whose claimer vanished and runs whose owner died."""
         core = self.core
+        period = min(core.settings.lease_ttl_seconds / 2, 5.0)
+        await core.clock.sleep(min(period, 1.0))
         while True:
-            await core.clock.sleep(min(core.settings.lease_ttl_seconds / 2, 5.0))
             try:
                 await self.verify_claims()
                 await self.reap_orphans()
             except Exception as err:
                 log_fault("takeover check", err)
+            # inherited claims wait only for their CronConfigs to be seen, not for a whole period
+            await core.clock.sleep(0.5 if self.inherited else period)
 
     async def verify_claims(self) -> None:
         core = self.core
@@ -90,6 +113,8 @@ class Takeover:
         core = self.core
         if rec.replica != core.replica:
             return False
+        if rec.id in self.inherited:
+            return True
         if rec.started_at is not None and rec.started_at < core.born:
             return True
         return (
@@ -110,7 +135,8 @@ class Takeover:
         candidates = [
             rec
             for rec in unfinished
-            if str(rec.id) not in local and not (rec.started_at and rec.started_at > cutoff)
+            if str(rec.id) not in local
+            and (not (rec.started_at and rec.started_at > cutoff) or self._ours_before(rec))
         ]
         names = sorted({rec.replica or "" for rec in candidates})
         alive = dict(zip(names, await core.leases.holders([keys.replica(n) for n in names]), strict=True))
@@ -121,6 +147,7 @@ class Takeover:
             tracked = core.tracked.get(rec.config_uid)
             if rec.status == RunStatus.PENDING and tracked is None and not settled:
                 continue  # its CronConfig may not have been seen yet after a start
+            self.inherited.discard(rec.id)
             if not await core.leases.acquire(keys.reap(str(rec.id)), core.token, ttl * 6):
                 continue
             if rec.status == RunStatus.PENDING and tracked is not None and await self.adopt(tracked, rec):
@@ -211,6 +238,8 @@ class Takeover:
         )
         if work.trigger == Trigger.RETRY:
             await self.retries.adopt(work, run)
+        elif lateness < 0:  # claimed ahead of its instant: it fires on time
+            self.claiming.hold([(work, run)])
         elif deadline is not None and lateness > deadline:
             self.recording.finish_unstarted(work, run, RunStatus.SKIPPED, RunReason.MISSED)
         else:

@@ -22,6 +22,19 @@ def replica(name: str) -> str:
     return f"{PREFIX}:replica:{name}"
 
 
+def beat(token: str, at: datetime) -> str:
+    """A heartbeat's value: which incarnation beat, and when (ms), so others can tell a dead holder."""
+    return f"{token}@{int(at.timestamp() * 1000)}"
+
+
+def parse_beat(value: str | None) -> tuple[str, int] | None:
+    """(token, beat ms) of a heartbeat value; None if absent."""
+    if not value:
+        return None
+    token, _, ms = value.rpartition("@")
+    return (token, int(ms)) if token and ms.isdigit() else (value, 0)
+
+
 def members() -> str:
     """Sorted set of live replicas (score: heartbeat expiry, ms): who shares the slots."""
     return f"{PREFIX}:replicas"

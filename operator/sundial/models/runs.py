@@ -52,6 +52,8 @@ class RunReason(enum.StrEnum):
     JOB_FAILED = "JobFailed"
     DETACHED = "Detached"
     """Never recorded: the operator stopped following an attempt whose work goes on (a Job)."""
+    STORE_UNAVAILABLE = "StoreUnavailable"
+    """Not run: neither the run history nor Redis could record it, and nothing runs unrecorded."""
     OWNER_LOST = "OwnerLost"
     """The replica running the attempt died; another replica recorded the outcome."""
 

@@ -16,7 +16,7 @@ from typing import Any, Self
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from sundial.models.runs import RunStatus, Trigger
+from sundial.models.runs import RunStatus
 from sundial.store import engines, records, rows
 from sundial.store.queries import UNFINISHED, RunQueries
 from sundial.store.tables import cron_config_versions, cron_configs, cron_manual_triggers, cron_runs
@@ -204,20 +204,6 @@ class RunStore(RunQueries):
                 deleted += conn.execute(stmt).rowcount
         return deleted
 
-    def release_replica_claims(self, replica: str) -> int:
-        """At start-up: Pending rows an earlier incarnation of this replica claimed and never started.
-
-        Deleting them hands their slots to ``missedRunPolicy`` (they are older than the restart) or
-        back to regular firing, as a graceful shutdown would have. Recorded retries stay: they are
-        decisions already taken, and the reaper runs them when their backoff ends.
-        """
-        c = cron_runs.c
-        stmt = sa.delete(cron_runs).where(
-            c.replica == replica, c.status == RunStatus.PENDING.value, c.trigger != Trigger.RETRY.value
-        )
-        with self._engine.begin() as conn:
-            return int(conn.execute(stmt).rowcount)
-
     def adopt(
         self, run_id: uuid.UUID, previous: str | None, replica: str, *, status: RunStatus = RunStatus.PENDING
     ) -> bool:
@@ -253,6 +239,29 @@ class RunStore(RunQueries):
         with self._engine.begin() as conn:
             moved: int = conn.execute(stmt, [{"b_id": i, "b_started_at": at} for i, at in started]).rowcount
         return moved
+
+    def start(self, ids: Sequence[uuid.UUID], replica: str, at: dt.datetime) -> set[uuid.UUID]:
+        """The start fence: Pending runs of ``replica`` become Running; only the ids returned may run.
+
+        A claim another replica adopted meanwhile (it thought this one dead) is no longer this
+        replica's row and is not returned, so the attempt runs on exactly one of them. Recording the
+        start before the attempt runs also means a replica that dies after launching leaves a
+        ``Running`` row (reaped as ``OwnerLost``), never a ``Pending`` one that would run again.
+        """
+        if not ids:
+            return set()
+        c = cron_runs.c
+        started: set[uuid.UUID] = set()
+        with self._engine.begin() as conn:
+            for chunk in rows.chunks(list(ids)):
+                stmt = (
+                    sa.update(cron_runs)
+                    .where(c.id.in_(chunk), c.status == RunStatus.PENDING.value, c.replica == replica)
+                    .values(status=RunStatus.RUNNING.value, started_at=at)
+                    .returning(c.id)
+                )
+                started.update(uuid.UUID(str(i)) for i in conn.execute(stmt).scalars())
+        return started
 
     def finish(self, updates: Sequence[records.RunUpdate]) -> int:
         """Write the outcomes of many attempts in one transaction; returns how many rows changed.
