@@ -308,6 +308,12 @@ class Cluster:
         await runtime.job_types.close()  # not behaviour: only so that the test leaks no HTTP session
         await self.clock.settle()
 
+    async def flush_leases(self) -> None:
+        """Redis restarted empty (or FLUSHALL): every lease, heartbeat and membership is gone at once."""
+        self.leases._held.clear()
+        self.leases._members.clear()
+        await self.clock.settle()
+
     async def stop(self, name: str) -> None:
         """SIGTERM: a graceful stop; it waits on the clock, so time moves while it runs."""
         runtime = self.replicas.pop(name)

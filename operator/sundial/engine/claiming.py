@@ -27,7 +27,7 @@ from sundial.engine.slots import Slots, fire_time
 from sundial.engine.tracked import Claim, SlotWork, Tracked
 from sundial.leases import keys
 from sundial.models.runs import RunReason, RunStatus, Trigger
-from sundial.retrying import log_fault
+from sundial.retrying import is_transient, log_fault
 from sundial.store.records import NewRun, SlotTaken
 
 log = logging.getLogger("sundial.engine")
@@ -113,10 +113,17 @@ class Claiming:
                 )  # fmt: skip
             elif spec is not None:
                 live.append(w)
-        won = await core.leases.acquire_many(
-            [(keys.slot(w.tracked.uid, w.slot, w.attempt), core.token) for w in live],
-            settings.lease_ttl_seconds + settings.lookahead_seconds,
-        )
+        try:
+            won = await core.leases.acquire_many(
+                [(keys.slot(w.tracked.uid, w.slot, w.attempt), core.token) for w in live],
+                settings.lease_ttl_seconds + settings.lookahead_seconds,
+            )
+        except Exception as err:
+            if not is_transient(err):
+                raise
+            # the lease only spreads the work; the row is the fence, so slots go on without Redis
+            log_fault(f"leasing {len(live)} slots in Redis (claiming them in the run history alone)", err)
+            won = [True] * len(live)
         claims: list[Claim] = []
         for w, ok in zip(live, won, strict=True):
             if not ok:

@@ -105,6 +105,7 @@ class Runtime:
         self.leasing.on_cancel_requested = lambda attempt: self.execution.cancel(attempt, RunReason.REPLACED)
         self.concurrency.cancel_local = self.execution.cancel
         self.concurrency.busy_outside = self.execution.busy
+        self.concurrency.running_in_history = lambda uids: history.call(history.store.running_configs, uids)
         self.execution.on_outcome = self.retries.after
         self.retries.fire = self.firing.fire
         self._services: dict[str, asyncio.Task[Any]] = {}

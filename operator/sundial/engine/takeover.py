@@ -60,6 +60,8 @@ class Takeover:
         self.retries = retries
         self.inherited: set[uuid.UUID] = set()
         """Pending claims of this replica's previous incarnation, not adopted yet."""
+        self._absent_since: dict[str, float] = {}
+        """Replicas whose heartbeat was missing at a pass, since when (monotonic)."""
 
     async def inherit(self) -> None:
         """At start-up: claims an earlier incarnation of this replica recorded and never started.
@@ -90,16 +92,23 @@ class Takeover:
             except Exception as err:
                 log_fault("takeover check", err)
             # inherited claims wait only for their CronConfigs to be seen, not for a whole period
-            await core.clock.sleep(0.5 if self.inherited else period)
+            # a replica seen absent is checked again after the grace, not a whole period later
+            soon = 0.5 if self.inherited else (2.5 if self._absent_since else period)
+            await core.clock.sleep(min(soon, period))
 
     async def verify_claims(self) -> None:
         core = self.core
         due = self.claiming.take_expected()
         if not due:
             return
-        exists = await core.history.call(
-            core.history.store.existing_slots, [(w.tracked.uid, w.slot, w.attempt) for w in due]
-        )
+        try:
+            exists = await core.history.call(
+                core.history.store.existing_slots, [(w.tracked.uid, w.slot, w.attempt) for w in due]
+            )
+        except Exception:
+            for w in due:  # checked again at the next pass: a slot is never dropped unchecked
+                self.claiming.expect(w, 0.0)
+            raise
         orphaned = [
             w for w in due if (w.tracked.uid, w.slot, w.attempt) not in exists and core.current(w.tracked)
         ]
@@ -139,10 +148,11 @@ class Takeover:
             and (not (rec.started_at and rec.started_at > cutoff) or self._ours_before(rec))
         ]
         names = sorted({rec.replica or "" for rec in candidates})
-        alive = dict(zip(names, await core.leases.holders([keys.replica(n) for n in names]), strict=True))
+        beats = dict(zip(names, await core.leases.holders([keys.replica(n) for n in names]), strict=True))
+        gone = self._gone({name for name, beat in beats.items() if beat is None})
         settled = core.clock.now() - core.born > timedelta(seconds=SETTLE_SECONDS)
         for rec in candidates:
-            if alive.get(rec.replica or "") is not None and not self._ours_before(rec):
+            if (rec.replica or "") not in gone and not self._ours_before(rec):
                 continue
             tracked = core.tracked.get(rec.config_uid)
             if rec.status == RunStatus.PENDING and tracked is None and not settled:
@@ -155,6 +165,21 @@ class Takeover:
             if rec.status == RunStatus.RUNNING and tracked is not None and await self.resume(tracked, rec):
                 continue
             self._owner_lost(rec, tracked)
+
+    def _gone(self, absent: set[str]) -> set[str]:
+        """Replicas whose heartbeat has been absent for two lease periods, not just at this instant.
+
+        Right after Redis restarts or is flushed every heartbeat is missing until its replica's
+        next beat; taking over then would adopt live replicas' claims and fail their attempts.
+        """
+        now = self.core.clock.monotonic()
+        for name in list(self._absent_since):
+            if name not in absent:
+                del self._absent_since[name]
+        for name in absent:
+            self._absent_since.setdefault(name, now)
+        grace = 2 * min(self.core.settings.lease_ttl_seconds / 3, 1.0)
+        return {name for name in absent if now - self._absent_since[name] >= grace}
 
     async def resume(self, tracked: Tracked, rec: RunRecord) -> bool:
         """A Running attempt whose job type can follow it (its work outlives the replica): follow it."""
