@@ -19,6 +19,7 @@ from sundial.leases import LocalLeases, RedisLeases
 from sundial.leases.base import Leases
 from sundial.settings import Settings
 from sundial.store import migrate
+from sundial.store.journal import RedisJournal
 from sundial.store.store import RunStore
 
 log = logging.getLogger("sundial")
@@ -76,7 +77,11 @@ async def start(settings: Settings) -> App:
     runtime = Runtime(
         settings,
         kube=kube,
-        history=History(store, flush_seconds=settings.history_flush_seconds),
+        history=History(
+            store,
+            journal=RedisJournal(settings.redis_url) if settings.redis_url else None,
+            flush_seconds=settings.history_flush_seconds,
+        ),
         leases=leases,
     )
     await runtime.start()

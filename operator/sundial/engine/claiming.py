@@ -10,6 +10,7 @@ by takeover later: without a row by then, its claimer died and it is taken over.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import Hashable
@@ -27,7 +28,7 @@ from sundial.engine.slots import Slots, fire_time
 from sundial.engine.tracked import Claim, SlotWork, Tracked
 from sundial.leases import keys
 from sundial.models.runs import RunReason, RunStatus, Trigger
-from sundial.retrying import is_transient, log_fault
+from sundial.retrying import is_transient, log_fault, retry_call
 from sundial.store.records import NewRun, SlotTaken
 
 log = logging.getLogger("sundial.engine")
@@ -141,10 +142,18 @@ class Claiming:
         try:
             inserted = await core.history.claim([run for _, run in claims])
         except Exception as err:
-            log_fault(f"claiming {len(claims)} runs (takeover retries them)", err)
-            inserted = set()
-            for w, _ in claims:
-                self.expect(w, settings.lease_ttl_seconds)
+            # fail closed: nothing runs that cannot be recorded, and the slots say why afterwards
+            log_fault(f"claiming {len(claims)} runs (not run: recorded Skipped, StoreUnavailable)", err)
+            core.history.record_later(
+                [
+                    dataclasses.replace(
+                        run, status=str(RunStatus.SKIPPED), reason=RunReason.STORE_UNAVAILABLE,
+                        finished_at=now, duration_ms=0,
+                    )
+                    for _, run in claims
+                ]
+            )  # fmt: skip
+            return
         log.debug("claim n=%d took=%.1fms", len(claims), (core.clock.now() - now).total_seconds() * 1000)
         by_time: dict[datetime, list[Claim]] = {}
         for w, run in claims:
@@ -234,8 +243,13 @@ class Claiming:
             # CronConfig sit on that very millisecond, the next free millisecond is its slot
             slot = now + timedelta(milliseconds=shift)
             run = self.recording.new_run(tracked, slot, 1, Trigger.MANUAL, RunStatus.RUNNING, started=now)
-            try:
-                claimed = await self.core.history.claim_manual(tracked.uid, value, run)
+            try:  # a run-now request waits out an outage of the run history: it is never dropped
+                claimed = await retry_call(
+                    lambda run=run: self.core.history.claim_manual(tracked.uid, value, run),  # type: ignore[misc]
+                    what=f"[{tracked.key}] recording run-now={value!r}",
+                    max_delay=5.0,
+                    sleep=self.core.clock.sleep,
+                )
             except SlotTaken:
                 continue
             break

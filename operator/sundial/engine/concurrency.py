@@ -136,7 +136,13 @@ class Concurrency:
             if not is_transient(err):
                 raise
             log_fault(f"checking Forbid of {len(work)} slots in Redis (asking the run history)", err)
-            running = await self.running_in_history([w.tracked.uid for w in work])
+            try:
+                running = await self.running_in_history([w.tracked.uid for w in work])
+            except Exception as again:
+                if not is_transient(again):
+                    raise
+                log_fault("asking the run history what runs (not run: StoreUnavailable)", again)
+                return [RunReason.STORE_UNAVAILABLE] * len(work)
             return [RunReason.CONCURRENCY_FORBID if w.tracked.uid in running else None for w in work]
         decisions: list[Decision] = [None] * len(work)
         held = [i for i, ok in enumerate(got) if not ok]

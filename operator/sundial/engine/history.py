@@ -1,8 +1,11 @@
-"""Async, batched access to the run history: claims are awaited, finishes are written in batches.
+"""Async, batched access to the run history, with a journal in Redis while PostgreSQL is down.
 
-Claims must reach the database before a job executes (the row is the fence), so a due batch of
-slots is claimed in one statement. Finished runs are buffered for ``flush_seconds`` and written
-together; ``close`` flushes, so nothing is lost on shutdown.
+Claims and starts are awaited (the row is the fence, so it must be written before a job runs);
+outcomes are buffered for ``flush_seconds`` and written together. When the database is
+unreachable, every write goes to the journal instead (:mod:`sundial.store.journal`), durably and
+in order, and any replica writes it to the database once it is back; a run whose claim went to
+the journal keeps writing there, so its start and outcome are never applied before its claim.
+Reads that decide about slots (:meth:`consistent`) wait until the journal is written.
 """
 
 from __future__ import annotations
@@ -19,12 +22,22 @@ from uuid import UUID
 import sqlalchemy.exc
 
 from sundial.engine.clock import Clock, SystemClock
-from sundial.retrying import log_fault, retry_call
+from sundial.retrying import is_transient, log_fault
+from sundial.store.journal import Entry, Journal, Start
 from sundial.store.records import NewRun, RunUpdate, SlotTaken
 from sundial.store.store import RunStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+DOWN_SECONDS = 2.0
+"""After a failed write, how long writes go straight to the journal before the database is tried again."""
+JOURNAL_CHECK_SECONDS = 5.0
+"""How often a replica looks for journal entries others left (a replica that died during an outage)."""
+
+
+class StoreUnavailable(Exception):
+    """Neither the database nor the journal could take a write: nothing may run unrecorded."""
 
 
 class History:
@@ -32,17 +45,27 @@ class History:
         self,
         store: RunStore,
         *,
+        journal: Journal | None = None,
         flush_seconds: float = 0.2,
         max_batch: int = 500,
         clock: Clock | None = None,
         executor: Executor | None = None,
     ) -> None:
         self.store = store
+        self.journal = journal
         self._clock: Clock = clock or SystemClock()
         self._pool = executor or ThreadPoolExecutor(max_workers=4, thread_name_prefix="sundial-history")
         self._pending: list[RunUpdate] = []
+        self._later: list[NewRun] = []
+        """Skips decided while no store was reachable (``StoreUnavailable``): recorded once one is."""
         self._configs: list[tuple[str, str, str, datetime]] = []
         self._versions: list[tuple[str, int, dict[str, Any]]] = []
+        self._journaled: set[UUID] = set()
+        """Unfinished runs whose claim or start went to the journal: the rest of their writes follow."""
+        self._down_until = float("-inf")
+        self._failing = False
+        self._retry_at = float("-inf")
+        self._journal_check = float("-inf")
         self._flush_seconds = flush_seconds
         self._max_batch = max_batch
         self._wakeup = asyncio.Event()
@@ -55,11 +78,70 @@ class History:
     def start(self) -> None:
         self._task = asyncio.create_task(self._flusher(), name="sundial-history-flusher")
 
+    # ------------------------------------------------------------------ the database, else the journal
+    @property
+    def database_down(self) -> bool:
+        return self._clock.monotonic() < self._down_until
+
+    def _went_down(self, what: str, err: BaseException) -> None:
+        if not self.database_down:
+            where = "the Redis journal" if self.journal is not None else "memory"
+            log_fault(f"{what} in the run history (writing to {where} until it is back)", err)
+        self._down_until = self._clock.monotonic() + DOWN_SECONDS
+
+    async def _to_journal(self, entries: Sequence[Entry], cause: BaseException | None) -> None:
+        if self.journal is None:
+            raise StoreUnavailable("the run history is unreachable and there is no Redis journal") from cause
+        try:
+            await self.journal.append(entries)
+        except Exception as err:
+            if not is_transient(err):
+                raise
+            raise StoreUnavailable(f"the run history and Redis are both unreachable ({err})") from err
+        self._journal_check = float("-inf")  # drain as soon as the database is back
+
+    async def _direct(self, fn: Any, *args: Any, what: str) -> tuple[Any, BaseException | None]:
+        """(result, None) from the database, or (None, error) if it is down (known or found now)."""
+        if self.database_down:
+            return None, None
+        try:
+            return await self.call(fn, *args), None
+        except Exception as err:
+            if not is_transient(err) or self.journal is None:
+                raise
+            self._went_down(what, err)
+            return None, err
+
     async def claim(self, runs: Sequence[NewRun]) -> set[UUID]:
+        """The claim fence; while the database is down, the journal (the slot's lease is the fence)."""
         if not runs:
             return set()
-        result: set[UUID] = await self.call(self.store.claim, list(runs))
-        return result
+        inserted, err = await self._direct(self.store.claim, list(runs), what=f"claiming {len(runs)} runs")
+        if err is None and inserted is not None:
+            return set(inserted)
+        await self._to_journal(runs, err)
+        self._journaled.update(run.id for run in runs if run.finished_at is None)
+        return {run.id for run in runs}
+
+    async def start_runs(self, ids: Sequence[UUID], replica: str, at: datetime) -> set[UUID]:
+        """The start fence (:meth:`RunStore.start`): which of these claims may run here, now."""
+        direct = [i for i in ids if i not in self._journaled]
+        journaled = [i for i in ids if i in self._journaled]
+        started: set[UUID] = set()
+        err: BaseException | None = None
+        if direct:
+            result, err = await self._direct(
+                self.store.start, direct, replica, at, what=f"recording {len(direct)} starts"
+            )
+            if result is not None:
+                started, direct = set(result), []
+        rest = journaled + direct
+        if rest:
+            # no replica adopts a claim while the journal holds writes, so these are still ours
+            await self._to_journal([Start(i, at) for i in rest], err)
+            self._journaled.update(rest)
+            started.update(rest)
+        return started
 
     async def claim_manual(self, config_uid: str, value: str, run: NewRun) -> bool:
         """Fence a run-now value; False if it fired before. :class:`SlotTaken` if the slot is in use."""
@@ -72,18 +154,22 @@ class History:
         result: dict[str, datetime] = await self.call(self.store.last_slots, list(uids))
         return result
 
+    async def consistent(self) -> bool:
+        """Whether the database holds every write (nothing waits in the journal): safe to decide on."""
+        if self.journal is None:
+            return True
+        try:
+            return await self.journal.length() == 0
+        except Exception as err:
+            log_fault("looking at the run-history journal", err, level=logging.DEBUG)
+            return False
+
+    # ------------------------------------------------------------------ buffered writes
     def config_seen(self, uid: str, namespace: str, name: str, created: datetime) -> None:
         self._configs.append((uid, namespace, name, created))
 
     def version_seen(self, uid: str, generation: int, spec: dict[str, Any]) -> None:
         self._versions.append((uid, generation, spec))
-
-    async def start_runs(self, ids: Sequence[UUID], replica: str, at: datetime) -> set[UUID]:
-        """The start fence (:meth:`RunStore.start`): which of these claims may run here, now."""
-        if not ids:
-            return set()
-        result: set[UUID] = await self.call(self.store.start, list(ids), replica, at)
-        return result
 
     def finish(self, update: RunUpdate) -> None:
         """Queue a finished run; written within ``flush_seconds``."""
@@ -91,32 +177,89 @@ class History:
         if len(self._pending) >= self._max_batch:
             self._wakeup.set()
 
+    def record_later(self, runs: Sequence[NewRun]) -> None:
+        """Final rows (skips) that could not be written now: written once a store is reachable."""
+        self._later.extend(runs)
+
     async def flush(self) -> None:
-        if self._configs or self._versions:
-            configs, self._configs = self._configs, []
-            versions, self._versions = self._versions, []
+        await self._flush_configs()
+        if self._later:
+            later, self._later = self._later, []
             try:
-                await self.call(self.store.record_configs, configs, versions)
+                await self.claim(later)
             except Exception as err:
-                log_fault(f"recording {len(configs)} CronConfigs / {len(versions)} spec versions", err)
-                self._configs[:0], self._versions[:0] = configs, versions
-        while self._pending:
+                log_fault(f"recording {len(later)} slots skipped while no store was reachable", err)
+                self._later[:0] = later
+        while self._pending and self._clock.monotonic() >= self._retry_at:
             batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
-            what = f"writing {len(batch)} finished runs"
-            try:  # an outage is waited out here: outcomes are never dropped while the operator runs
-                await retry_call(
-                    lambda batch=batch: self.call(self.store.finish, batch),  # type: ignore[misc]
-                    what=what,
-                    attempts=3 if self._closed else None,
-                    first_delay=1.0,
-                    sleep=self._clock.sleep,
-                )
-            except Exception as err:
-                log_fault(f"{what} (kept for the next flush)", err)
+            if not await self._flush_outcomes(batch):
                 self._pending[:0] = batch
-                if self._closed:
-                    raise
-                await self._clock.sleep(1.0)
+                return
+        if self.journal is not None and not self.database_down:
+            await self._drain_if_due()
+
+    async def _flush_configs(self) -> None:
+        if not (self._configs or self._versions) or self.database_down:
+            return
+        configs, self._configs = self._configs, []
+        versions, self._versions = self._versions, []
+        try:
+            await self.call(self.store.record_configs, configs, versions)
+        except Exception as err:
+            log_fault(f"recording {len(configs)} CronConfigs / {len(versions)} spec versions", err)
+            self._configs[:0], self._versions[:0] = configs, versions
+
+    async def _flush_outcomes(self, batch: list[RunUpdate]) -> bool:
+        """Write one batch of outcomes, to the database or the journal; False if neither took it."""
+        direct = [u for u in batch if u.id not in self._journaled]
+        err: BaseException | None = None
+        try:
+            if direct:
+                written, err = await self._direct(
+                    self.store.finish, direct, what=f"writing {len(direct)} outcomes"
+                )
+                if written is not None:
+                    direct = []
+            rest = [u for u in batch if u.id in self._journaled] + direct
+            if rest:
+                await self._to_journal(rest, err)
+                self._journaled.difference_update(u.id for u in rest)
+        except Exception as err:
+            if not self._failing:  # one line per outage, not one per flush
+                log_fault(f"writing {len(batch)} outcomes (kept, written once a store is back)", err)
+            self._failing = True
+            self._retry_at = self._clock.monotonic() + 1.0
+            return False
+        if self._failing:
+            log.warning("outcomes are recorded again")
+            self._failing = False
+        return True
+
+    # ------------------------------------------------------------------ the journal, back into the database
+    async def _drain_if_due(self) -> None:
+        now = self._clock.monotonic()
+        if now < self._journal_check:
+            return
+        self._journal_check = now + JOURNAL_CHECK_SECONDS
+        try:
+            await self.drain()
+        except Exception as err:
+            if is_transient(err):
+                self._went_down("writing the journal", err)
+            else:
+                log_fault("writing the run-history journal to the database", err)
+
+    async def drain(self) -> int:
+        """Write every journal entry to the database, oldest first; returns how many were written."""
+        assert self.journal is not None
+        total = 0
+        while entries := await self.journal.read(self._max_batch):
+            await self.call(_apply, self.store, [entry for _, entry in entries])
+            await self.journal.remove([entry_id for entry_id, _ in entries])
+            total += len(entries)
+        if total:
+            log.warning("the run history is back: wrote %d journaled entries to it", total)
+        return total
 
     async def _flusher(self) -> None:
         while not self._closed:
@@ -131,5 +274,36 @@ class History:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self.flush()
+        for _ in range(3):
+            self._retry_at = float("-inf")
+            await self.flush()
+            if not (self._pending or self._later):
+                break
+            await self._clock.sleep(1.0)
+        if self._pending or self._later:
+            log.error(
+                "%d outcomes and %d skips could not be recorded at shutdown: no store was reachable",
+                len(self._pending),
+                len(self._later),
+            )
         self._pool.shutdown(wait=True)
+        if self.journal is not None:
+            await self.journal.close()
+
+
+def _apply(store: RunStore, entries: list[Entry]) -> None:
+    """Journal entries into the database, in order; consecutive entries of one kind go together."""
+    i = 0
+    while i < len(entries):
+        kind = type(entries[i])
+        j = i
+        while j < len(entries) and type(entries[j]) is kind:
+            j += 1
+        group = entries[i:j]
+        if kind is NewRun:
+            store.claim([e for e in group if isinstance(e, NewRun)])
+        elif kind is Start:
+            store.mark_started([(e.id, e.at) for e in group if isinstance(e, Start)])
+        else:
+            store.finish([e for e in group if isinstance(e, RunUpdate)])
+        i = j

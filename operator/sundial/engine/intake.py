@@ -156,6 +156,8 @@ class Intake:
             if not batch:
                 continue
             what = f"reading the last slots of {len(batch)} CronConfigs"
+            while not await core.history.consistent():  # slots the journal holds count too
+                await core.clock.sleep(0.5)
             try:
                 last = await retry_call(
                     lambda uids=list(batch): core.history.last_slots(uids),  # type: ignore[misc]

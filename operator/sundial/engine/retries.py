@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import uuid
 from collections.abc import Callable, Coroutine
@@ -22,7 +23,7 @@ from sundial.engine.core import Core
 from sundial.engine.recording import Recording
 from sundial.engine.tracked import Claim, SlotWork, Tracked
 from sundial.leases import keys
-from sundial.models.runs import RunStatus, Trigger
+from sundial.models.runs import RunReason, RunStatus, Trigger
 from sundial.models.spec import CronConfigSpec
 from sundial.retrying import log_fault
 from sundial.store.records import NewRun
@@ -73,7 +74,15 @@ class Retries:
         try:
             inserted = await core.history.claim([run])
         except Exception as err:
-            log_fault(f"[{tracked.key}] recording retry attempt {attempt} (it is lost)", err)
+            log_fault(f"[{tracked.key}] recording retry attempt {attempt} (not run: StoreUnavailable)", err)
+            core.history.record_later(
+                [
+                    dataclasses.replace(
+                        run, status=str(RunStatus.SKIPPED), reason=RunReason.STORE_UNAVAILABLE,
+                        finished_at=core.clock.now(), duration_ms=0,
+                    )
+                ]
+            )  # fmt: skip
             inserted = set()
         if run.id not in inserted:
             self._waiting.pop(run.id, None)
@@ -95,7 +104,11 @@ class Retries:
 
     async def adopt(self, w: SlotWork, run: NewRun) -> None:
         """A dead replica's recorded retry: it keeps its backoff, wherever it runs."""
-        due_at = parse_time(await self.core.leases.holder(keys.retry_due(str(run.id))))
+        try:
+            due_at = parse_time(await self.core.leases.holder(keys.retry_due(str(run.id))))
+        except Exception as err:  # the row is ours now: it must run, its backoff is the lesser loss
+            log_fault(f"reading the backoff of retry {run.id} (it starts now)", err)
+            due_at = None
         self.schedule(w, run, due_at or self.core.clock.now())
 
     def _due(self, run_id: uuid.UUID) -> None:

@@ -43,10 +43,13 @@ from sundial.jobs.kinds import JobTypes
 from sundial.kube import Kube
 from sundial.leases.base import Leases
 from sundial.models.runs import RunReason
-from sundial.retrying import log_fault
+from sundial.retrying import log_fault, retry_call
 from sundial.settings import Settings
 
 log = logging.getLogger("sundial.engine")
+
+INHERIT_ATTEMPTS = 40
+"""Start-up waits this many tries (about three minutes) for the run history, then gives up (and exits)."""
 
 
 class Runtime:
@@ -126,7 +129,14 @@ class Runtime:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         core = self.core
-        await self.takeover.inherit()
+        # before anything is claimed: what is this replica's own now must not look inherited
+        await retry_call(
+            self.takeover.inherit,
+            what="reading the claims this replica's previous run left",
+            attempts=INHERIT_ATTEMPTS,
+            max_delay=5.0,
+            sleep=core.clock.sleep,
+        )
         store = core.history.store
         await self.job_types.open(
             JobEnvironment(

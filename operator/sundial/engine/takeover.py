@@ -71,6 +71,8 @@ class Takeover:
         deleted claim whose instant has passed would leave its slot with no record at all.
         """
         core = self.core
+        if not await core.history.consistent():
+            await core.history.drain()  # the journal may hold that incarnation's last claims
         rows = await core.history.call(lambda: core.history.store.unfinished(replica=core.replica))
         self.inherited = {r.id for r in rows if r.status == RunStatus.PENDING and r.trigger != Trigger.RETRY}
         if self.inherited:
@@ -87,8 +89,10 @@ class Takeover:
         await core.clock.sleep(min(period, 1.0))
         while True:
             try:
-                await self.verify_claims()
-                await self.reap_orphans()
+                # the database decides takeovers only once it holds every write the journal kept
+                if await core.history.consistent():
+                    await self.verify_claims()
+                    await self.reap_orphans()
             except Exception as err:
                 log_fault("takeover check", err)
             # inherited claims wait only for their CronConfigs to be seen, not for a whole period

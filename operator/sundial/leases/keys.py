@@ -53,3 +53,8 @@ def retry_due(run_id: str) -> str:
 def reap(run_id: str) -> str:
     """Claim on taking over an abandoned run, so only one replica records the takeover."""
     return f"{PREFIX}:reap:{run_id}"
+
+
+def drain() -> str:
+    """Held by the one replica writing the journal to the database."""
+    return f"{PREFIX}:journal:drain"
