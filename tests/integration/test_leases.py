@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+import redis.asyncio as aioredis
 
 from sundial.leases.base import Leases
 from sundial.leases.local import LocalLeases
@@ -64,3 +65,27 @@ async def test_membership_expires_silent_replicas(leases: Leases) -> None:
     await leases.members(key, "c", 5)
     await leases.leave(key, "c")
     assert await leases.members(key, "b", 5) == ["b"]
+
+
+async def test_scripts_are_loaded_again_after_redis_forgets_them(redis_url: str) -> None:
+    """A restarted (or SCRIPT FLUSHed) Redis has no scripts: every Lua call still works."""
+    leases = RedisLeases(redis_url)
+    admin = aioredis.Redis.from_url(redis_url)
+    try:
+        key = "test:scripts:one"
+        assert await leases.acquire_many([(key, "a")], 5) == [True]
+        assert await leases.renew_many([(key, "a")], 5) == [True]
+        await admin.script_flush()
+        await admin.flushall()  # as an empty restart leaves it
+        assert await leases.renew_many([(key, "a")], 5) == [False], "the lease went with the data"
+        assert await leases.acquire_many([(key, "a")], 5) == [True]
+        await admin.script_flush()
+        assert await leases.renew(key, "a", 5)
+        await admin.script_flush()
+        assert await leases.members("test:scripts:members", "r1", 5) == ["r1"]
+        await admin.script_flush()
+        await leases.release_many([(key, "a")])
+        assert await leases.holder(key) is None
+    finally:
+        await leases.close()
+        await admin.aclose()

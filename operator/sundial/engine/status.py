@@ -21,6 +21,7 @@ from prometheus_client import Counter
 from sundial.engine.clock import Clock, SystemClock
 from sundial.kube import Conflict, Gone, Kube
 from sundial.models.base import format_timestamp, parse_timestamp
+from sundial.retrying import log_fault
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,8 @@ class StatusPatcher:
         self._entries: dict[str, _Entry] = {}
         self._dirty: set[str] = set()
         self._wakeup = asyncio.Event()
+        self._failing = False
+        """Patches are failing (API server unreachable): logged once until one succeeds."""
         self._tokens = self._qps
         self._refill = self._clock.monotonic()
 
@@ -244,6 +247,9 @@ class StatusPatcher:
                     await self._kube.patch_status(entry.namespace, entry.name, patch, resource_version=rv)
                 )
                 PATCHES.labels("ok").inc()
+                if self._failing:
+                    log.warning("status patches succeed again; the changes kept meanwhile catch up")
+                    self._failing = False
                 return
             except Conflict:
                 PATCHES.labels("conflict").inc()
@@ -256,7 +262,11 @@ class StatusPatcher:
                 return
             except Exception as err:
                 PATCHES.labels("error").inc()
-                log.warning("status patch of %s/%s failed: %s", entry.namespace, entry.name, err)
+                if not self._failing:  # one line per outage, not one per CronConfig and round
+                    log_fault(
+                        f"status patch of {entry.namespace}/{entry.name} (changes kept and retried)", err
+                    )
+                self._failing = True
                 break
         # keep the changes for the next round, newer values win
         entry.finished |= finished
