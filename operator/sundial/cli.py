@@ -16,24 +16,54 @@ from sundial.settings import Settings
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    """Run the operator; start-up failures end the process from the handlers (crash-only)."""
     import kopf
 
     import sundial.handlers.cronconfigs  # noqa: F401  (registers the handlers)
+    from sundial import app
 
-    settings = Settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     if args.verbose:  # sundial's own debug lines (fire/claim timings); kopf's would drown them
         logging.getLogger("sundial").setLevel(logging.DEBUG)
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    asyncio.run(
-        kopf.operator(
+    try:
+        settings = app.read_settings()
+    except app.StartupFailed:  # logged as one line
+        return 1
+    memo = kopf.Memo()
+    try:
+        asyncio.run(_operate(settings, memo))
+    except Exception as err:  # kopf itself failed (a root task crashed): the engine is stopped by now
+        logging.getLogger("sundial").error(
+            "the operator stopped on an error (exiting): %s: %s", type(err).__name__, app.summarize(err)
+        )
+        app.exit_process(1)  # past worker threads a hung dependency may still hold
+    return 0
+
+
+async def _operate(settings: Settings, memo: Any) -> None:
+    import kopf
+
+    from sundial import app
+
+    try:
+        await kopf.operator(
             standalone=True,
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
+            memo=memo,
         )
-    )
-    return 0
+    finally:
+        # kopf skips its cleanup handlers if its start-up fails or is cancelled: the engine must not
+        # go on heartbeating with nothing feeding it events
+        running = getattr(memo, "app", None)
+        if isinstance(running, app.App):
+            try:
+                bound = settings.shutdown_grace_seconds + app.CLEANUP_TIMEOUT_SECONDS
+                await asyncio.wait_for(running.stop(), timeout=bound)
+            except Exception as err:
+                logging.getLogger("sundial").warning("stopping the engine failed: %r", err)
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:

@@ -12,15 +12,18 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
+from sundial import app
 from sundial.jobs import dryrun
 from sundial.models.resource import GROUP, PLURAL, VERSION
-from sundial.settings import Settings
 from sundial.webhook import WEBHOOK_ID, review, serving
 
 FILE_CHECK_SECONDS = 30.0
 """How often the server looks for renewed certificate files."""
 log = logging.getLogger("sundial.webhook")
+_SETUP_FAULTS = (RuntimeError, ApiException)
+"""What :func:`serving.start` raises for a setting or a permission that is wrong: one line, no traceback."""
 
 
 class _QuietRejections(logging.Filter):
@@ -43,12 +46,19 @@ class _Off:
 
 @kopf.on.startup()
 async def configure_admission(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    config = Settings()
-    if not config.webhook_enabled:
-        settings.admission.server = _Off()
-        return
+    """Crash-only like the replica's own start-up: a failure here ends the process (kopf would retry)."""
+    try:
+        config = app.read_settings()
+        if not config.webhook_enabled:
+            settings.admission.server = _Off()
+            return
+        tls = await serving.start(config)
+    except app.StartupFailed:
+        app.exit_process(1)
+    except Exception as err:  # a missing certificate, a Secret it may not read, a bad setting
+        app.log_startup_failure("preparing the admission webhook's TLS", err, expected=_SETUP_FAULTS)
+        app.exit_process(1)
     logging.getLogger("kopf.objects").addFilter(_QuietRejections())
-    tls = await serving.start(config)
     memo.webhook_tls = tls
     settings.admission.server = kopf.WebhookServer(
         addr=config.webhook_addr,
@@ -64,6 +74,11 @@ async def configure_admission(settings: kopf.OperatorSettings, memo: kopf.Memo, 
 
 @kopf.on.cleanup()
 async def stop_admission(memo: kopf.Memo, **_: Any) -> None:
+    await stop_tls(memo)
+
+
+async def stop_tls(memo: kopf.Memo) -> None:
+    """Stop renewing the certificate and remove the self-signed material's private directory."""
     tls = getattr(memo, "webhook_tls", None)
     if isinstance(tls, serving.WebhookTLS):
         await tls.stop()
