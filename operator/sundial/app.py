@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import pydantic
 from aiohttp import web
@@ -37,9 +37,13 @@ from sundial.store.journal import RedisJournal
 from sundial.store.store import RunStore
 
 log = logging.getLogger("sundial")
+T = TypeVar("T")
 
-STARTUP_TIMEOUT_SECONDS = 60.0
-"""Bound of the whole start-up: a dependency that never answers makes the replica restart, not linger."""
+STARTUP_TIMEOUT_SECONDS = 300.0
+"""Backstop of the whole start-up, past the engine's own wait for the run history (about 3 minutes)."""
+CONTACT_TIMEOUT_SECONDS = 30.0
+"""Bound of the first contact with the database and Redis: one that never answers makes the replica
+restart, not linger."""
 CLEANUP_TIMEOUT_SECONDS = 15.0
 """Bound of stopping what a failed start-up had started: the exit must not wait on a hung dependency."""
 
@@ -77,8 +81,8 @@ def summarize(err: BaseException) -> str:
         return "; ".join(
             f"SUNDIAL_{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in err.errors()
         )
-    if isinstance(err, TimeoutError) and not str(err):
-        return f"no answer within {STARTUP_TIMEOUT_SECONDS:.0f}s"
+    if isinstance(err, TimeoutError) and not str(err):  # the backstop of asyncio.timeout
+        return f"start-up not complete within {STARTUP_TIMEOUT_SECONDS:.0f}s"
     lines = str(err).strip().splitlines()
     return lines[0][:300] if lines else ""
 
@@ -170,6 +174,13 @@ async def _bounded(what: str, step: Awaitable[object]) -> None:
         log.warning("after the failed start-up, %s failed: %s: %s", what, type(err).__name__, summarize(err))
 
 
+async def _within(seconds: float, step: Awaitable[T]) -> T:
+    try:
+        return await asyncio.wait_for(step, timeout=seconds)
+    except TimeoutError:
+        raise TimeoutError(f"no answer within {seconds:.0f}s") from None
+
+
 def _load_handlers(modules: list[str]) -> None:
     try:
         registry.load(modules)
@@ -210,12 +221,13 @@ async def _start(settings: Settings, parts: _Parts) -> App:
     parts.step = f"importing the SUNDIAL_HANDLERS modules ({', '.join(settings.handlers) or 'none'})"
     _load_handlers(settings.handlers)
     parts.step = "opening the run history database"
-    parts.store = store = await asyncio.to_thread(_prepare_store, settings)
+    parts.store = store = await _within(CONTACT_TIMEOUT_SECONDS, asyncio.to_thread(_prepare_store, settings))
     leases: Leases
     if settings.redis_url:
         parts.step = "reaching Redis (SUNDIAL_REDIS_URL)"
         parts.leases = leases = RedisLeases(settings.redis_url)
-        await leases.holder(keys.replica(settings.replica))  # one read: a Redis that is down fails here
+        # one read: a Redis that is down fails here, not in the engine's background loops
+        await _within(CONTACT_TIMEOUT_SECONDS, leases.holder(keys.replica(settings.replica)))
     else:
         log.warning(
             "SUNDIAL_REDIS_URL is not set: using IN-PROCESS locks. Run exactly ONE replica, "
