@@ -1,0 +1,279 @@
+"""What the chaos benchmark checks, from the receiver's log, the run history and the fault record.
+
+Every (CronConfig, slot) of the window is judged on its own: executed at most once, every
+execution recorded as run, at least one record, nothing left unfinished, and every skip reason
+true by the clock (another attempt really executing, a store really down, a replica really
+killed). Pure functions of the data, so a verdict can be re-checked from the JSON summary.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from chaos_faults import Fault
+
+RAN = frozenset({"Succeeded", "Failed", "TimedOut", "Cancelled"})
+"""Statuses that, with ``started_at``, say an attempt executed."""
+UNFINISHED = frozenset({"Pending", "Running"})
+MARGIN = timedelta(seconds=3)
+"""Slack around a fault's start and end for the reasons it may cause (StoreUnavailable, Missed)."""
+ON_TIME = timedelta(seconds=1)
+OUTAGES = ("redis", "postgres", "apiserver")
+STORES = ("redis", "postgres")
+FOREVER = datetime.max.replace(tzinfo=UTC)
+EXAMPLES = 8
+
+
+@dataclass(frozen=True)
+class Received:
+    name: str
+    slot: datetime
+    run: str
+    attempt: int | None
+    t: datetime
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    name: str
+    scheduled_for: datetime
+    trigger: str
+    attempt: int
+    status: str
+    reason: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    replica: str | None
+    error: str | None
+
+    @property
+    def ran(self) -> bool:
+        return self.status in RAN and self.started_at is not None
+
+    @property
+    def outcome(self) -> str:
+        return f"{self.status}/{self.reason}" if self.reason else self.status
+
+
+@dataclass
+class Inputs:
+    configs: dict[str, str]
+    """CronConfig name -> concurrencyPolicy."""
+    sleeps: dict[str, float]
+    """CronConfig name -> seconds the receiver holds its requests (0: answered at once)."""
+    start: datetime
+    end: datetime
+    rows: list[Row]
+    received: list[Received]
+    faults: list[Fault]
+    complete_at: dict[int, datetime | None] = field(default_factory=dict)
+    """Index in ``faults`` of an outage -> when every slot of it first had a final record."""
+
+
+def slots_of(start: datetime, end: datetime) -> list[datetime]:
+    """Whole seconds from the window's start to its end."""
+    first = datetime.fromtimestamp(math.ceil(start.timestamp()), UTC)
+    return [first + timedelta(seconds=i) for i in range(int((end - first).total_seconds()) + 1)]
+
+
+def _secs(delta: timedelta) -> float:
+    return round(delta.total_seconds(), 3)
+
+
+def _at(fault_time: datetime, start: datetime) -> float:
+    return round((fault_time - start).total_seconds(), 1)
+
+
+class Analysis:
+    def __init__(self, data: Inputs) -> None:
+        self.data = data
+        self.slots = slots_of(data.start, data.end)
+        self.slot_set = slot_set = set(self.slots)
+        self.by_slot: dict[tuple[str, datetime], list[Row]] = defaultdict(list)
+        self.by_id: dict[str, Row] = {}
+        for row in data.rows:
+            self.by_id[row.id] = row
+            if row.trigger != "Manual":
+                self.by_slot[(row.name, row.scheduled_for)].append(row)
+        self.received: dict[tuple[str, datetime], list[Received]] = defaultdict(list)
+        for rec in data.received:
+            if rec.slot in slot_set:
+                self.received[(rec.name, rec.slot)].append(rec)
+        self.kills = [f for f in data.faults if f.kind == "kill"]
+        self.intervals = self._executions()
+
+    # ------------------------------------------------------------------ what executed when
+    def effective_end(self, row: Row) -> datetime:
+        """When an attempt stopped executing: its finish, or for ``OwnerLost`` the kill of its replica."""
+        if row.reason == "OwnerLost" and row.started_at is not None:
+            kills = [k.start for k in self.kills if k.replica == row.replica and k.start >= row.started_at]
+            if kills:
+                return min(kills)
+        return row.finished_at or FOREVER
+
+    def _executions(self) -> dict[str, list[tuple[datetime, datetime, str]]]:
+        """Per CronConfig: (start, end, run id) of every attempt that executed, by its record or,
+        if the record does not say so, by the receiver."""
+        out: dict[str, list[tuple[datetime, datetime, str]]] = defaultdict(list)
+        for row in self.data.rows:
+            if row.started_at is not None:
+                out[row.name].append((row.started_at, self.effective_end(row), row.id))
+        for rec in self.data.received:
+            known = self.by_id.get(rec.run)
+            if known is None or known.started_at is None:
+                held = timedelta(seconds=self.data.sleeps.get(rec.name, 0.0))
+                end = known.finished_at if known is not None and known.finished_at else rec.t + held
+                out[rec.name].append((rec.t, end, rec.run))
+        return out
+
+    def executing_between(self, name: str, since: datetime, until: datetime, other_than: str) -> bool:
+        return any(
+            s <= until and e > since and rid != other_than for s, e, rid in self.intervals.get(name, ())
+        )
+
+    # ------------------------------------------------------------------ the checks
+    def duplicates(self) -> dict[str, Any]:
+        dups = {key: recs for key, recs in self.received.items() if len(recs) > 1}
+        same_run = sum(1 for recs in dups.values() if len({r.run for r in recs}) < len(recs))
+        examples = []
+        for (name, slot), recs in sorted(dups.items(), key=lambda kv: kv[0][1])[:EXAMPLES]:
+            rows = [self.by_id.get(r.run) for r in recs]
+            examples.append(
+                f"{name}@{slot.time()}: "
+                + ", ".join(
+                    f"run {r.run[:8]} "
+                    + (f"attempt {row.attempt} {row.outcome} on {row.replica}" if row else "no record")
+                    for r, row in zip(recs, rows, strict=True)
+                )
+            )
+        return {"count": len(dups), "same_run_twice": same_run, "examples": examples}
+
+    def lost_records(self) -> dict[str, Any]:
+        lost: list[str] = []
+        received_ids = {r.run for r in self.data.received}
+        for (name, slot), recs in sorted(self.received.items(), key=lambda kv: kv[0][1]):
+            for rec in recs:
+                row = self.by_id.get(rec.run)
+                if row is not None and row.ran:
+                    continue
+                fallback = [
+                    r for r in self.by_slot.get((name, slot), ()) if r.ran and r.id not in received_ids
+                ]
+                if not fallback:
+                    said = f"{row.outcome} started_at={row.started_at}" if row else "no row with that id"
+                    lost.append(f"{name}@{slot.time()} run {rec.run[:8]}: {said}")
+        return {"count": len(lost), "examples": lost[:EXAMPLES]}
+
+    def silent_gaps(self) -> dict[str, Any]:
+        gaps = [(n, s) for n in self.data.configs for s in self.slots if not self.by_slot.get((n, s))]
+        per_second = Counter(s for _, s in gaps)
+        return {
+            "count": len(gaps),
+            "configs": len({n for n, _ in gaps}),
+            "seconds": {f"+{_at(s, self.data.start)}s": n for s, n in sorted(per_second.items())[:20]},
+            "examples": [f"{n}@{s.time()}" for n, s in gaps[:EXAMPLES]],
+        }
+
+    def unfinished(self) -> dict[str, Any]:
+        rows = [r for r in self.data.rows if r.status in UNFINISHED]
+        return {
+            "count": len(rows),
+            "examples": [
+                f"{r.name}@{r.scheduled_for.time()} {r.status} on {r.replica} ({r.trigger})"
+                for r in rows[:EXAMPLES]
+            ],
+        }
+
+    def _near(self, slot: datetime, faults: Iterable[Fault]) -> bool:
+        return any(f.start - MARGIN <= slot <= f.end + MARGIN for f in faults)
+
+    def skip_is_true(self, row: Row) -> tuple[bool, str]:
+        """Whether a Skipped row's reason matches what really happened, and if not, why not."""
+        slot, reason = row.scheduled_for, row.reason
+        if reason == "ConcurrencyForbid":
+            policy = self.data.configs.get(row.name)
+            if policy != "Forbid":
+                return False, f"concurrencyPolicy is {policy}"
+            decided = max(slot, row.finished_at or slot)
+            if self.executing_between(row.name, slot, decided, row.id):
+                return True, ""
+            return False, "no other attempt was executing"
+        if reason == "StoreUnavailable":
+            if self._near(slot, (f for f in self.data.faults if f.kind in STORES)):
+                return True, ""
+            return False, "no PostgreSQL or Redis outage near the slot"
+        if reason == "Missed":
+            if self._near(slot, (f for f in self.data.faults if f.kind in (*OUTAGES, "kill"))):
+                return True, ""
+            return False, "no kill or outage near the slot"
+        return False, "a reason no fault of this benchmark causes"
+
+    def skips(self) -> tuple[dict[str, dict[str, int]], dict[str, Any]]:
+        by_reason: dict[str, dict[str, int]] = defaultdict(lambda: {"total": 0, "wrong": 0})
+        wrong: list[str] = []
+        wrong_by: Counter[str] = Counter()
+        for slot in self.slots:
+            for name in self.data.configs:
+                for row in self.by_slot.get((name, slot), ()):
+                    if row.status != "Skipped":
+                        continue
+                    reason = row.reason or "(none)"
+                    by_reason[reason]["total"] += 1
+                    ok, why = self.skip_is_true(row)
+                    if not ok:
+                        by_reason[reason]["wrong"] += 1
+                        wrong_by[reason] += 1
+                        wrong.append(f"{reason} {name}@{slot.time()} on {row.replica}: {why}")
+        return dict(by_reason), {
+            "count": len(wrong),
+            "by_reason": dict(wrong_by),
+            "examples": wrong[:EXAMPLES],
+        }
+
+    def outcomes(self) -> dict[str, int]:
+        """Per slot of the window, the outcome of its last attempt."""
+        counts: Counter[str] = Counter()
+        for name in self.data.configs:
+            for slot in self.slots:
+                rows = self.by_slot.get((name, slot))
+                if rows:
+                    counts[max(rows, key=lambda r: r.attempt).outcome] += 1
+        return dict(counts.most_common())
+
+    def receiver(self) -> dict[str, Any]:
+        """Whether the receiver kept up: every run recorded Succeeded must have reached it."""
+        got = {r.run for recs in self.received.values() for r in recs}
+        window_rows = [r for key, rows in self.by_slot.items() if key[1] in self.slot_set for r in rows]
+        unseen = [r for r in window_rows if r.status == "Succeeded" and r.id not in got]
+        lags = sorted((r.t - r.slot).total_seconds() * 1000 for recs in self.received.values() for r in recs)
+        refused = [r for r in window_rows if r.status == "Failed" and "Connect" in (r.error or "")]
+        return {
+            "requests_total": len(self.data.received),
+            "requests_in_window": sum(len(v) for v in self.received.values()),
+            "runs_started_in_window": sum(1 for r in window_rows if r.started_at is not None),
+            "succeeded_without_request": len(unseen),
+            "failed_connecting": len(refused),
+            "lag_ms": {
+                "p50": round(statistics.median(lags), 1) if lags else None,
+                "p99": round(lags[min(len(lags) - 1, int(0.99 * len(lags)))], 1) if lags else None,
+                "max": round(lags[-1], 1) if lags else None,
+            },
+        }
+
+    def failures_by_reason(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for (_, slot), rows in self.by_slot.items():
+            if slot not in self.slot_set:
+                continue
+            for row in rows:
+                if row.status in ("Failed", "TimedOut"):
+                    entry = out.setdefault(row.outcome, {"count": 0, "example": row.error})
+                    entry["count"] += 1
+        return out

@@ -1,0 +1,276 @@
+"""The chaos benchmark's timings, its scan of the operator logs, the verdict and the table.
+
+Timings say how long each fault hurt: after a kill, how late the killed replica's CronConfigs
+fired and from when on they were on time again; after an outage, from its end until every
+CronConfig fired on time again and until every slot of the outage had a final record.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from chaos_analysis import ON_TIME, OUTAGES, Analysis, Inputs, _at, _secs
+
+FRAME = re.compile(r'File "(?P<path>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)')
+WATCH = timedelta(seconds=30)
+"""How long after a kill its takeover is followed (or until the next fault)."""
+CATCH_UP = timedelta(seconds=60)
+
+
+@dataclass
+class Late:
+    max_late: float | None
+    last_bad: datetime | None
+    not_run: int
+
+
+def lateness(an: Analysis, names: Iterable[str], since: datetime, until: datetime) -> Late:
+    """Over these CronConfigs' slots in [since, until]: the largest start lag, the last slot that
+    did not start within ON_TIME (or at all), and how many did not start."""
+    worst: timedelta | None = None
+    last_bad: datetime | None = None
+    not_run = 0
+    names = list(names)
+    for slot in an.slots:
+        if not since <= slot <= until:
+            continue
+        for name in names:
+            starts = [r.started_at for r in an.by_slot.get((name, slot), ()) if r.started_at]
+            if not starts:
+                not_run, last_bad = not_run + 1, slot
+                continue
+            late = min(starts) - slot
+            worst = late if worst is None else max(worst, late)
+            if late > ON_TIME:
+                last_bad = slot
+    return Late(_secs(worst) if worst is not None else None, last_bad, not_run)
+
+
+def _until(an: Analysis, index: int, limit: timedelta) -> datetime:
+    faults = an.data.faults
+    following = [f.start for f in faults[index + 1 :]]
+    return min([faults[index].start + limit, an.data.end, *following[:1]])
+
+
+def takeovers(an: Analysis) -> list[dict[str, Any]]:
+    """Per kill: the CronConfigs the killed replica was running, how late and for how long."""
+    fast = [n for n in an.data.configs if not an.data.sleeps.get(n)]
+    out = []
+    for i, kill in enumerate(an.data.faults):
+        if kill.kind != "kill":
+            continue
+        victims = [
+            n
+            for n in fast
+            if any(
+                r.replica == kill.replica
+                and kill.start - timedelta(seconds=3) <= r.scheduled_for <= kill.start
+                for r in _rows_near(an, n, kill.start)
+            )
+        ]
+        late = lateness(an, victims, kill.start, _until(an, i, WATCH))
+        out.append(
+            {
+                "replica": kill.replica,
+                "at_s": _at(kill.start, an.data.start),
+                "restart_s": _secs(kill.end - kill.start),
+                "configs": len(victims),
+                "max_late_s": late.max_late,
+                "on_time_after_s": _secs(late.last_bad + ON_TIME - kill.start) if late.last_bad else 0.0,
+                "not_run": late.not_run,
+            }
+        )
+    return out
+
+
+def _rows_near(an: Analysis, name: str, at: datetime) -> list[Any]:
+    base = at.replace(microsecond=0)
+    return [r for k in range(-3, 1) for r in an.by_slot.get((name, base + timedelta(seconds=k)), ())]
+
+
+def catch_ups(an: Analysis) -> list[dict[str, Any]]:
+    """Per outage: from its end until all CronConfigs fire on time, and until its slots are recorded."""
+    fast = [n for n in an.data.configs if not an.data.sleeps.get(n)]
+    out = []
+    for i, fault in enumerate(an.data.faults):
+        if fault.kind not in OUTAGES:
+            continue
+        late = lateness(an, fast, fault.start, _until(an, i, CATCH_UP))
+        complete = an.data.complete_at.get(i)
+        out.append(
+            {
+                "kind": fault.kind,
+                "at_s": _at(fault.start, an.data.start),
+                "down_s": _secs(fault.end - fault.start),
+                "max_late_s": late.max_late,
+                "on_time_after_s": max(0.0, _secs(late.last_bad + ON_TIME - fault.end))
+                if late.last_bad
+                else 0.0,
+                "records_complete_after_s": max(0.0, _secs(complete - fault.end)) if complete else None,
+                "not_run": late.not_run,
+            }
+        )
+    return out
+
+
+def tracebacks(paths: Iterable[Path], shown: int = 10) -> dict[str, Any]:
+    """Every ``Traceback (most recent call last)`` in the logs; distinct ones by exception type and
+    the innermost sundial frame, with the log line before it and the first message."""
+    count = 0
+    distinct: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in paths:
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        for i, line in enumerate(lines):
+            if "Traceback (most recent call last)" not in line:
+                continue
+            count += 1
+            frames: list[str] = []
+            exception = "(end of log)"
+            for follow in lines[i + 1 :]:
+                if follow[:1].isspace():
+                    m = FRAME.search(follow)
+                    if m:
+                        where = m["path"]
+                        if "/sundial/" in where:
+                            where = "sundial/" + where.split("/sundial/", 1)[1]
+                        frames.append(f"{where}:{m['line']} in {m['func']}")
+                    continue
+                exception = follow.strip()
+                break
+            ours = [f for f in frames if f.startswith("sundial/")]
+            frame = ours[-1] if ours else (frames[-1] if frames else "(no frame)")
+            key = (exception.split(":", 1)[0], frame)
+            entry = distinct.setdefault(
+                key,
+                {
+                    "exception": exception[:300],
+                    "frame": frame,
+                    "logged_as": lines[i - 1].strip()[:300] if i else "",
+                    "log": path.name,
+                    "count": 0,
+                },
+            )
+            entry["count"] += 1
+    ordered = sorted(distinct.values(), key=lambda e: -int(e["count"]))
+    return {"count": count, "distinct": len(ordered), "first": ordered[:shown]}
+
+
+def summarize(
+    data: Inputs, logs: Iterable[Path], exit_codes: dict[str, int | None], meta: dict[str, Any]
+) -> dict[str, Any]:
+    an = Analysis(data)
+    skipped, wrong = an.skips()
+    summary: dict[str, Any] = {
+        **meta,
+        "window": {"start": data.start.isoformat(), "end": data.end.isoformat(), "slots": len(an.slots)},
+        "slots": len(an.slots) * len(data.configs),
+        "outcomes": an.outcomes(),
+        "skipped": skipped,
+        "failed": an.failures_by_reason(),
+        "duplicates": an.duplicates(),
+        "lost_records": an.lost_records(),
+        "silent_gaps": an.silent_gaps(),
+        "unfinished": an.unfinished(),
+        "wrong_skip_reasons": wrong,
+        "tracebacks": tracebacks(logs),
+        "takeovers": takeovers(an),
+        "catch_up": catch_ups(an),
+        "receiver": an.receiver(),
+        "exit_codes": exit_codes,
+        "faults": [f.to_json() for f in data.faults],
+    }
+    failures = [
+        f"{summary[key]['count']} {label}"
+        for key, label in (
+            ("duplicates", "duplicate executions"),
+            ("lost_records", "executions without a record that says they ran"),
+            ("silent_gaps", "slots without any record (silent gaps)"),
+            ("unfinished", "runs left Pending/Running"),
+            ("wrong_skip_reasons", "skips with a wrong reason"),
+            ("tracebacks", "tracebacks in the operator logs"),
+        )
+        if summary[key]["count"]
+    ]
+    failures += [f"operator {n} exited with {c} after SIGTERM" for n, c in exit_codes.items() if c != 0]
+    failures += [f"fault {f.kind} {f.replica or ''}: {f.error}" for f in data.faults if f.error]
+    if summary["receiver"]["succeeded_without_request"]:
+        failures.append("the receiver missed requests of Succeeded runs: the harness cannot be trusted")
+    summary["failures"], summary["passed"] = failures, not failures
+    return summary
+
+
+def render(s: dict[str, Any]) -> str:
+    """The summary as the table the benchmark prints."""
+    rows: list[tuple[str, str]] = [
+        ("slots (CronConfigs x seconds)", f"{s['slots']} ({s['configs']} x {s['window']['slots']})"),
+        *((f"  {outcome}", str(n)) for outcome, n in s["outcomes"].items()),
+        *(
+            (f"skipped {reason}", f"{v['total']} ({v['wrong']} wrong)")
+            for reason, v in sorted(s["skipped"].items())
+        ),
+        *((f"failed {reason}", str(v["count"])) for reason, v in sorted(s["failed"].items())),
+    ]
+    for key, label in (
+        ("duplicates", "duplicates"),
+        ("lost_records", "lost records"),
+        ("silent_gaps", "silent gaps"),
+        ("unfinished", "left unfinished"),
+        ("wrong_skip_reasons", "wrong skip reasons"),
+        ("tracebacks", "tracebacks"),
+    ):
+        n = s[key]["count"]
+        rows.append((label, f"{n}{'  FAIL' if n else ''}"))
+    rows.append(("operators' exit on SIGTERM", " ".join(f"{k}={v}" for k, v in s["exit_codes"].items())))
+    rc = s["receiver"]
+    rows.append(
+        (
+            "receiver requests / runs started",
+            f"{rc['requests_in_window']} / {rc['runs_started_in_window']} "
+            f"(lag p50 {rc['lag_ms']['p50']} ms, p99 {rc['lag_ms']['p99']} ms, max {rc['lag_ms']['max']} ms)",
+        )
+    )
+    width = max(len(k) for k, _ in rows)
+    lines = [
+        f"== chaos: {s['configs']} CronConfigs, {s['replicas']} replicas, {s['seconds']} s window, "
+        f"seed {s['seed']}, lease TTL {s['lease_ttl']} s",
+        *(f"{k.ljust(width)}  {v}" for k, v in rows),
+        "takeover after each kill (killed replica's CronConfigs):",
+        *(
+            f"  {t['replica']} at +{t['at_s']}s (back in {t['restart_s']}s): {t['configs']} configs, "
+            f"max late {t['max_late_s']}s, on time again after {t['on_time_after_s']}s, "
+            f"not run {t['not_run']}"
+            for t in s["takeovers"]
+        ),
+        "catch-up after each outage (all CronConfigs):",
+        *(
+            f"  {c['kind']} at +{c['at_s']}s, down {c['down_s']}s: on time again {c['on_time_after_s']}s "
+            f"after its end, every slot recorded after {c['records_complete_after_s']}s, "
+            f"max late {c['max_late_s']}s, not run {c['not_run']}"
+            for c in s["catch_up"]
+        ),
+    ]
+    for key, label in (
+        ("duplicates", "duplicates"),
+        ("lost_records", "lost records"),
+        ("silent_gaps", "silent gaps"),
+        ("unfinished", "left unfinished"),
+        ("wrong_skip_reasons", "wrong skip reasons"),
+    ):
+        if s[key]["count"]:
+            lines.append(f"{label}, e.g.:")
+            lines += [f"  {e}" for e in s[key]["examples"]]
+    if s["silent_gaps"]["count"]:
+        lines.append(f"  silent gaps per second: {s['silent_gaps']['seconds']}")
+    for tb in s["tracebacks"]["first"]:
+        lines.append(f"traceback x{tb['count']}: {tb['exception']}")
+        lines.append(f"  at {tb['frame']} ({tb['log']}); logged as: {tb['logged_as']}")
+    lines.append("PASSED" if s["passed"] else "FAILED: " + "; ".join(s["failures"]))
+    return "\n".join(lines)
