@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import random
 import socket
 import subprocess
@@ -36,13 +35,13 @@ from typing import Any
 
 import sqlalchemy as sa
 import yaml
-from chaos_analysis import Inputs, Received, Row, slots_of
+from chaos_analysis import Inputs, slots_of
+from chaos_data import NAMESPACE, load, read_received, read_rows, save
 from chaos_faults import GAP, ApiServer, Fault, Replicas, Targets, plan, run_plan
 from chaos_report import render, summarize
 from common import ROOT, BenchFailure, kubectl, run
 from tests.support import services
 
-NAMESPACE = "chaos"
 SLOW_SECONDS = 1.5
 
 
@@ -221,67 +220,8 @@ def settle(db: sa.Engine, end: datetime, seconds: float, timeout: float = 60) ->
         time.sleep(1)
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC)
-
-
-def read_rows(db: sa.Engine) -> list[Row]:
-    with db.connect() as conn:
-        result = conn.execute(
-            sa.text(
-                "SELECT id, name, scheduled_for, trigger, attempt, status, reason, started_at, "
-                "finished_at, replica, error FROM cron_runs WHERE namespace = :ns"
-            ),
-            {"ns": NAMESPACE},
-        ).all()
-    return [
-        Row(
-            id=str(r.id),
-            name=r.name,
-            scheduled_for=r.scheduled_for.astimezone(UTC),
-            trigger=r.trigger,
-            attempt=r.attempt,
-            status=r.status,
-            reason=r.reason,
-            started_at=_utc(r.started_at),
-            finished_at=_utc(r.finished_at),
-            replica=r.replica,
-            error=r.error,
-        )
-        for r in result
-    ]
-
-
-def read_received(path: Path) -> list[Received]:
-    out = []
-    for line in path.read_text().splitlines():
-        rec = json.loads(line)
-        try:
-            slot = datetime.fromisoformat(rec["slot"]).astimezone(UTC)
-        except ValueError:
-            continue  # not a request of sundial's
-        out.append(
-            Received(rec["name"], slot, rec["run"], rec["attempt"], datetime.fromtimestamp(rec["t"], UTC))
-        )
-    return out
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--seconds", type=int, default=180, help="fault window")
-    parser.add_argument("--configs", type=int, default=200)
-    parser.add_argument("--replicas", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=None, help="default: a random one, printed")
-    parser.add_argument("--json", type=Path, help="write the summary here")
-    parser.add_argument("--pg-down", type=float, default=20.0, help="seconds PostgreSQL is stopped")
-    parser.add_argument("--api-down", type=float, default=3.0, help="seconds kube-apiserver is stopped")
-    parser.add_argument("--kill-every", type=float, default=15.0, help="seconds between replica kills")
-    parser.add_argument("--lease-ttl", type=float, default=10.0, help="SUNDIAL_LEASE_TTL_SECONDS")
-    parser.add_argument("--settle", type=float, default=30.0, help="seconds after the window, plus the TTL")
-    args = parser.parse_args()
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1_000_000)
+def chaos(args: argparse.Namespace, seed: int, workdir: Path) -> tuple[Inputs, dict[str, int | None]]:
+    """Start everything, fire, inflict the faults, settle, stop: the data to judge."""
     names = [f"r{i + 1}" for i in range(args.replicas)]
     try:
         steps = plan(
@@ -294,7 +234,6 @@ def main() -> None:
         )
     except ValueError as err:
         raise BenchFailure(str(err)) from None
-    workdir = Path(tempfile.mkdtemp(prefix="sundial-chaos-", dir=os.environ.get("TMPDIR", "/tmp")))
     print(
         f"seed {seed}; logs in {workdir}; plan: "
         + ", ".join(f"{s.kind}{s.replica or ''}@+{s.at}s" for s in steps)
@@ -334,24 +273,56 @@ def main() -> None:
             complete = watch.close()
         rows = read_rows(db)
         db.dispose()
-    data = Inputs(policies, sleeps, start, end, rows, read_received(received_path), faults, complete)
-    meta = {
-        "configs": args.configs,
-        "policies": dict(Counter(policies.values())),
-        "replicas": args.replicas,
-        "seconds": args.seconds,
-        "seed": seed,
-        "lease_ttl": args.lease_ttl,
-        "pg_down": args.pg_down,
-        "workdir": str(workdir),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    summary = summarize(data, replicas.logs(), codes, meta)
+    received = read_received(received_path)
+    return Inputs(policies, sleeps, start, end, rows, received, faults, complete), codes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=180, help="fault window")
+    parser.add_argument("--configs", type=int, default=200)
+    parser.add_argument("--replicas", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=None, help="default: a random one, printed")
+    parser.add_argument("--json", type=Path, help="write the summary here")
+    parser.add_argument("--pg-down", type=float, default=20.0, help="seconds PostgreSQL is stopped")
+    parser.add_argument("--api-down", type=float, default=3.0, help="seconds kube-apiserver is stopped")
+    parser.add_argument("--kill-every", type=float, default=15.0, help="seconds between replica kills")
+    parser.add_argument("--lease-ttl", type=float, default=10.0, help="SUNDIAL_LEASE_TTL_SECONDS")
+    parser.add_argument("--settle", type=float, default=30.0, help="seconds after the window, plus the TTL")
+    parser.add_argument("--workdir", type=Path, help="where data and logs go (default: a new temp dir)")
+    parser.add_argument("--analyse", type=Path, metavar="DIR", help="judge the saved data of an earlier run")
+    args = parser.parse_args()
+    if args.analyse:
+        data, codes, meta, logs = load(args.analyse)
+        workdir = args.analyse
+    else:
+        seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1_000_000)
+        workdir = args.workdir or Path(tempfile.mkdtemp(prefix="sundial-chaos-"))
+        workdir.mkdir(parents=True, exist_ok=True)
+        data, codes = chaos(args, seed, workdir)
+        meta = {
+            "configs": args.configs,
+            "policies": dict(Counter(data.configs.values())),
+            "replicas": args.replicas,
+            "seconds": args.seconds,
+            "seed": seed,
+            "lease_ttl": args.lease_ttl,
+            "pg_down": args.pg_down,
+            "workdir": str(workdir),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        save(workdir, data, codes, meta)
+        logs = sorted(workdir.glob("operator-*.log"))
+    summary = summarize(data, logs, codes, meta)
     print(render(summary), flush=True)
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     if not summary["passed"]:
-        raise BenchFailure(f"{len(summary['failures'])} kinds of problems (above); logs in {workdir}")
+        raise BenchFailure(
+            f"{len(summary['failures'])} kinds of problems (above); data and logs in {workdir}"
+        )
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ OUTAGES = ("redis", "postgres", "apiserver")
 STORES = ("redis", "postgres")
 FOREVER = datetime.max.replace(tzinfo=UTC)
 EXAMPLES = 8
+GAP_BUCKETS = ((0.25, "< 0.25 s"), (1.0, "0.25-1 s"), (math.inf, ">= 1 s"))
+"""Wrong ConcurrencyForbid skips by how long before the slot the last other attempt had ended."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,14 @@ def _at(fault_time: datetime, start: datetime) -> float:
     return round((fault_time - start).total_seconds(), 1)
 
 
+def _spread(values: list[float]) -> dict[str, float | None]:
+    """p50, p99 and max of sorted values."""
+    if not values:
+        return {"p50": None, "p99": None, "max": None}
+    p99 = values[min(len(values) - 1, int(0.99 * len(values)))]
+    return {"p50": round(statistics.median(values), 1), "p99": round(p99, 1), "max": round(values[-1], 1)}
+
+
 class Analysis:
     def __init__(self, data: Inputs) -> None:
         self.data = data
@@ -148,7 +158,7 @@ class Analysis:
             examples.append(
                 f"{name}@{slot.time()}: "
                 + ", ".join(
-                    f"run {r.run[:8]} "
+                    f"run {r.run[:8]} at {(r.t - slot).total_seconds():+.2f}s "
                     + (f"attempt {row.attempt} {row.outcome} on {row.replica}" if row else "no record")
                     for r, row in zip(recs, rows, strict=True)
                 )
@@ -204,7 +214,11 @@ class Analysis:
             decided = max(slot, row.finished_at or slot)
             if self.executing_between(row.name, slot, decided, row.id):
                 return True, ""
-            return False, "no other attempt was executing"
+            ended = [e for s, e, rid in self.intervals.get(row.name, ()) if rid != row.id and e <= slot]
+            if not ended:
+                return False, "no other attempt was executing (none had run before)"
+            gap = (slot - max(ended)).total_seconds()
+            return False, f"no other attempt was executing (the last one ended {gap:.3f}s before)"
         if reason == "StoreUnavailable":
             if self._near(slot, (f for f in self.data.faults if f.kind in STORES)):
                 return True, ""
@@ -219,6 +233,7 @@ class Analysis:
         by_reason: dict[str, dict[str, int]] = defaultdict(lambda: {"total": 0, "wrong": 0})
         wrong: list[str] = []
         wrong_by: Counter[str] = Counter()
+        near: Counter[str] = Counter()
         for slot in self.slots:
             for name in self.data.configs:
                 for row in self.by_slot.get((name, slot), ()):
@@ -230,10 +245,14 @@ class Analysis:
                     if not ok:
                         by_reason[reason]["wrong"] += 1
                         wrong_by[reason] += 1
+                        if "ended" in why:
+                            gap = float(why.rsplit("ended ", 1)[1].split("s", 1)[0])
+                            near[next(label for limit, label in GAP_BUCKETS if gap < limit)] += 1
                         wrong.append(f"{reason} {name}@{slot.time()} on {row.replica}: {why}")
         return dict(by_reason), {
             "count": len(wrong),
             "by_reason": dict(wrong_by),
+            "forbid_after_last_attempt_ended": {b: near[b] for _, b in GAP_BUCKETS if near[b]},
             "examples": wrong[:EXAMPLES],
         }
 
@@ -254,16 +273,27 @@ class Analysis:
         unseen = [r for r in window_rows if r.status == "Succeeded" and r.id not in got]
         lags = sorted((r.t - r.slot).total_seconds() * 1000 for recs in self.received.values() for r in recs)
         refused = [r for r in window_rows if r.status == "Failed" and "Connect" in (r.error or "")]
+        delays = sorted(
+            (r.t - row.started_at).total_seconds() * 1000
+            for recs in self.received.values()
+            for r in recs
+            if (row := self.by_id.get(r.run)) is not None and row.started_at is not None
+        )
+        early = [r for recs in self.received.values() for r in recs if r.t < r.slot]
         return {
             "requests_total": len(self.data.received),
             "requests_in_window": sum(len(v) for v in self.received.values()),
             "runs_started_in_window": sum(1 for r in window_rows if r.started_at is not None),
             "succeeded_without_request": len(unseen),
             "failed_connecting": len(refused),
-            "lag_ms": {
-                "p50": round(statistics.median(lags), 1) if lags else None,
-                "p99": round(lags[min(len(lags) - 1, int(0.99 * len(lags)))], 1) if lags else None,
-                "max": round(lags[-1], 1) if lags else None,
+            "after_slot_ms": _spread(lags),
+            "after_start_ms": _spread(delays),
+            "before_slot": {
+                "count": len(early),
+                "examples": [
+                    f"{r.name}@{r.slot.time()} run {r.run[:8]} {(r.t - r.slot).total_seconds():+.3f}s"
+                    for r in early[:EXAMPLES]
+                ],
             },
         }
 

@@ -207,6 +207,10 @@ def summarize(
     return summary
 
 
+def _after(seconds: float | None) -> str:
+    return "never (until the operators stopped)" if seconds is None else f"after {seconds}s"
+
+
 def render(s: dict[str, Any]) -> str:
     """The summary as the table the benchmark prints."""
     rows: list[tuple[str, str]] = [
@@ -230,13 +234,17 @@ def render(s: dict[str, Any]) -> str:
         rows.append((label, f"{n}{'  FAIL' if n else ''}"))
     rows.append(("operators' exit on SIGTERM", " ".join(f"{k}={v}" for k, v in s["exit_codes"].items())))
     rc = s["receiver"]
-    rows.append(
+    after_start, after_slot = rc["after_start_ms"], rc["after_slot_ms"]
+    rows += [
+        ("receiver requests / runs started", f"{rc['requests_in_window']} / {rc['runs_started_in_window']}"),
         (
-            "receiver requests / runs started",
-            f"{rc['requests_in_window']} / {rc['runs_started_in_window']} "
-            f"(lag p50 {rc['lag_ms']['p50']} ms, p99 {rc['lag_ms']['p99']} ms, max {rc['lag_ms']['max']} ms)",
-        )
-    )
+            "  received after the run started",
+            "p50 {p50} ms, p99 {p99} ms, max {max} ms".format(**after_start),
+        ),
+        ("  received after the slot", "p50 {p50} ms, p99 {p99} ms, max {max} ms".format(**after_slot)),
+        ("  received before the slot", str(rc["before_slot"]["count"])),
+        ("  Succeeded but never received", str(rc["succeeded_without_request"])),
+    ]
     width = max(len(k) for k, _ in rows)
     lines = [
         f"== chaos: {s['configs']} CronConfigs, {s['replicas']} replicas, {s['seconds']} s window, "
@@ -252,7 +260,7 @@ def render(s: dict[str, Any]) -> str:
         "catch-up after each outage (all CronConfigs):",
         *(
             f"  {c['kind']} at +{c['at_s']}s, down {c['down_s']}s: on time again {c['on_time_after_s']}s "
-            f"after its end, every slot recorded after {c['records_complete_after_s']}s, "
+            f"after its end, every slot recorded {_after(c['records_complete_after_s'])}, "
             f"max late {c['max_late_s']}s, not run {c['not_run']}"
             for c in s["catch_up"]
         ),
@@ -269,6 +277,12 @@ def render(s: dict[str, Any]) -> str:
             lines += [f"  {e}" for e in s[key]["examples"]]
     if s["silent_gaps"]["count"]:
         lines.append(f"  silent gaps per second: {s['silent_gaps']['seconds']}")
+    gaps = s["wrong_skip_reasons"]["forbid_after_last_attempt_ended"]
+    if gaps:
+        lines.append(f"  wrong ConcurrencyForbid by how long before the slot the last attempt ended: {gaps}")
+    if s["receiver"]["before_slot"]["count"]:
+        lines.append("executed before their slot, e.g.:")
+        lines += [f"  {e}" for e in s["receiver"]["before_slot"]["examples"]]
     for tb in s["tracebacks"]["first"]:
         lines.append(f"traceback x{tb['count']}: {tb['exception']}")
         lines.append(f"  at {tb['frame']} ({tb['log']}); logged as: {tb['logged_as']}")
