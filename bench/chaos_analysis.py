@@ -39,6 +39,8 @@ class Received:
     run: str
     attempt: int | None
     t: datetime
+    queued: float = 0.0
+    """Seconds between the receiver accepting the connection and handling the request."""
 
 
 @dataclass(frozen=True)
@@ -143,10 +145,8 @@ class Analysis:
                 out[rec.name].append((rec.t, end, rec.run))
         return out
 
-    def executing_between(self, name: str, since: datetime, until: datetime, other_than: str) -> bool:
-        return any(
-            s <= until and e > since and rid != other_than for s, e, rid in self.intervals.get(name, ())
-        )
+    def executing_at(self, name: str, instant: datetime, other_than: str) -> bool:
+        return any(s <= instant < e and rid != other_than for s, e, rid in self.intervals.get(name, ()))
 
     # ------------------------------------------------------------------ the checks
     def duplicates(self) -> dict[str, Any]:
@@ -211,8 +211,12 @@ class Analysis:
             policy = self.data.configs.get(row.name)
             if policy != "Forbid":
                 return False, f"concurrencyPolicy is {policy}"
-            decided = max(slot, row.finished_at or slot)
-            if self.executing_between(row.name, slot, decided, row.id):
+            # at the instant; or when the gate decided, if it decided on time (a late timer is not
+            # a wrong reason), but not at a catch-up long after: that must be judged by the instant
+            decided = row.finished_at or slot
+            if self.executing_at(row.name, slot, row.id) or (
+                slot < decided <= slot + ON_TIME and self.executing_at(row.name, decided, row.id)
+            ):
                 return True, ""
             ended = [e for s, e, rid in self.intervals.get(row.name, ()) if rid != row.id and e <= slot]
             if not ended:
@@ -288,6 +292,7 @@ class Analysis:
             "failed_connecting": len(refused),
             "after_slot_ms": _spread(lags),
             "after_start_ms": _spread(delays),
+            "queued_in_receiver_ms": _spread(sorted(r.queued * 1000 for r in self.data.received)),
             "before_slot": {
                 "count": len(early),
                 "examples": [

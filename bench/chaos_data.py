@@ -61,7 +61,8 @@ def read_received(path: Path) -> list[Received]:
         except ValueError:
             continue  # not a request of sundial's
         t = datetime.fromtimestamp(rec["t"], UTC)
-        out.append(Received(rec["name"], slot, rec["run"], rec["attempt"], t))
+        queued = rec["t"] - rec.get("accepted", rec["t"])
+        out.append(Received(rec["name"], slot, rec["run"], rec["attempt"], t, queued))
     return out
 
 

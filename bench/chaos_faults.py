@@ -166,7 +166,7 @@ class ApiServer:
     def _pid(self) -> int:
         return int(self.pidfile.read_text().strip())
 
-    def stop(self, timeout: float = 5) -> None:
+    def stop(self, timeout: float = 3) -> None:
         """SIGTERM, and SIGKILL after ``timeout``: with watches open, a graceful stop takes ~20 s."""
         pid = self._pid()
         with contextlib.suppress(ProcessLookupError):  # already gone: what stop wants

@@ -8,7 +8,8 @@ connections, and the benchmark would blame the operator for the receiver's refus
 
 ``POST /hook/<name>`` answers 200 at once; ``?sleep=S`` first waits S seconds (a job that runs
 long enough to overlap its next slot). Each line: name, slot (``X-Sundial-Slot``), run id
-(``X-Sundial-Run``), attempt (``X-Sundial-Attempt`` if sent) and the time received (Unix seconds).
+(``X-Sundial-Run``), attempt (``X-Sundial-Attempt`` if sent), the time received and the time its
+connection was accepted (Unix seconds).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
-from typing import IO
+from typing import IO, Any
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -34,6 +35,12 @@ class Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), Handler)
         self.out = out
         self.lock = threading.Lock()
+        self.accepted: dict[int, float] = {}
+        """When each connection was accepted: a handler that starts late shows the receiver lagging."""
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.accepted[id(request)] = time.time()
+        super().process_request(request, client_address)
 
     def record(self, line: dict[str, object]) -> None:
         text = json.dumps(line) + "\n"
@@ -47,6 +54,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         received = time.time()
+        accepted = self.server.accepted.pop(id(self.request), received)
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
@@ -59,6 +67,7 @@ class Handler(BaseHTTPRequestHandler):
                 "run": self.headers.get("X-Sundial-Run", ""),
                 "attempt": int(attempt) if attempt and attempt.isdigit() else None,
                 "t": received,
+                "accepted": accepted,
             }
         )
         sleep = float(parse_qs(url.query).get("sleep", ["0"])[0])

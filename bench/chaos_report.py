@@ -242,6 +242,10 @@ def render(s: dict[str, Any]) -> str:
             "p50 {p50} ms, p99 {p99} ms, max {max} ms".format(**after_start),
         ),
         ("  received after the slot", "p50 {p50} ms, p99 {p99} ms, max {max} ms".format(**after_slot)),
+        (
+            "  accepted -> handled in the receiver",
+            "p50 {p50} ms, p99 {p99} ms, max {max} ms".format(**rc["queued_in_receiver_ms"]),
+        ),
         ("  received before the slot", str(rc["before_slot"]["count"])),
         ("  Succeeded but never received", str(rc["succeeded_without_request"])),
     ]
