@@ -274,7 +274,9 @@ def chaos(args: argparse.Namespace, seed: int, workdir: Path) -> tuple[Inputs, d
         rows = read_rows(db)
         db.dispose()
     received = read_received(received_path)
-    return Inputs(policies, sleeps, start, end, rows, received, faults, complete), codes
+    stats_path = received_path.with_suffix(".stats.json")
+    stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
+    return Inputs(policies, sleeps, start, end, rows, received, faults, complete, stats), codes
 
 
 def main() -> None:

@@ -39,8 +39,6 @@ class Received:
     run: str
     attempt: int | None
     t: datetime
-    queued: float = 0.0
-    """Seconds between the receiver accepting the connection and handling the request."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +77,8 @@ class Inputs:
     faults: list[Fault]
     complete_at: dict[int, datetime | None] = field(default_factory=dict)
     """Index in ``faults`` of an outage -> when every slot of it first had a final record."""
+    receiver_stats: dict[str, Any] = field(default_factory=dict)
+    """What the receiver said of itself: its event-loop lag and CPU time."""
 
 
 def slots_of(start: datetime, end: datetime) -> list[datetime]:
@@ -292,7 +292,7 @@ class Analysis:
             "failed_connecting": len(refused),
             "after_slot_ms": _spread(lags),
             "after_start_ms": _spread(delays),
-            "queued_in_receiver_ms": _spread(sorted(r.queued * 1000 for r in self.data.received)),
+            "own": self.data.receiver_stats,
             "before_slot": {
                 "count": len(early),
                 "examples": [

@@ -61,8 +61,7 @@ def read_received(path: Path) -> list[Received]:
         except ValueError:
             continue  # not a request of sundial's
         t = datetime.fromtimestamp(rec["t"], UTC)
-        queued = rec["t"] - rec.get("accepted", rec["t"])
-        out.append(Received(rec["name"], slot, rec["run"], rec["attempt"], t, queued))
+        out.append(Received(rec["name"], slot, rec["run"], rec["attempt"], t))
     return out
 
 
@@ -91,6 +90,7 @@ def save(workdir: Path, data: Inputs, exit_codes: dict[str, int | None], meta: d
         "faults": [f.to_json() for f in data.faults],
         "complete_at": {str(i): _stamp(t) for i, t in data.complete_at.items()},
         "exit_codes": exit_codes,
+        "receiver_stats": data.receiver_stats,
     }
     (workdir / "run.json").write_text(json.dumps(run, indent=2) + "\n")
 
@@ -117,5 +117,6 @@ def load(workdir: Path) -> tuple[Inputs, dict[str, int | None], dict[str, Any], 
         received=read_received(workdir / "received.jsonl"),
         faults=faults,
         complete_at={int(i): _time(t) for i, t in run["complete_at"].items()},
+        receiver_stats=run.get("receiver_stats", {}),
     )
     return data, run["exit_codes"], run["meta"], sorted(workdir.glob("operator-*.log"))

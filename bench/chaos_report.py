@@ -243,8 +243,9 @@ def render(s: dict[str, Any]) -> str:
         ),
         ("  received after the slot", "p50 {p50} ms, p99 {p99} ms, max {max} ms".format(**after_slot)),
         (
-            "  accepted -> handled in the receiver",
-            "p50 {p50} ms, p99 {p99} ms, max {max} ms".format(**rc["queued_in_receiver_ms"]),
+            "  receiver's own loop lag, CPU",
+            "p50 {p50} ms, p99 {p99} ms, max {max} ms".format(**rc["own"].get("loop_lag_ms", {}))
+            + f", {rc['own'].get('cpu_seconds')} s CPU",
         ),
         ("  received before the slot", str(rc["before_slot"]["count"])),
         ("  Succeeded but never received", str(rc["succeeded_without_request"])),
