@@ -16,6 +16,8 @@ from typing import Any
 
 from chaos_analysis import ON_TIME, OUTAGES, Analysis, Inputs, _at, _secs
 
+TRACEBACK = "Traceback (most recent call last)"
+CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
 FRAME = re.compile(r'File "(?P<path>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)')
 WATCH = timedelta(seconds=30)
 """How long after a kill its takeover is followed (or until the next fault)."""
@@ -118,49 +120,74 @@ def catch_ups(an: Analysis) -> list[dict[str, Any]]:
     return out
 
 
+def _traceback_at(lines: list[str], i: int) -> tuple[list[str], list[str], int]:
+    """The frames and exception lines of the traceback starting at line ``i``, followed through
+    chained exceptions ("During handling of the above exception..."), and the line after it."""
+    frames: list[str] = []
+    exceptions: list[str] = []
+    j = i
+    while j < len(lines) and TRACEBACK in lines[j]:
+        j += 1
+        while j < len(lines) and lines[j][:1].isspace():
+            m = FRAME.search(lines[j])
+            if m:
+                where = m["path"]
+                if "/sundial/" in where:
+                    where = "sundial/" + where.split("/sundial/", 1)[1]
+                frames.append(f"{where}:{m['line']} in {m['func']}")
+            j += 1
+        if j < len(lines):
+            exceptions.append(lines[j].strip())
+            j += 1
+        k = j
+        while k < len(lines) and not lines[k].strip():
+            k += 1
+        if k >= len(lines) or not lines[k].startswith(CHAINED):
+            break
+        k += 1
+        while k < len(lines) and not lines[k].strip():
+            k += 1
+        j = k
+    return frames, exceptions, j
+
+
 def tracebacks(paths: Iterable[Path], shown: int = 10) -> dict[str, Any]:
-    """Every ``Traceback (most recent call last)`` in the logs; distinct ones by exception type and
-    the innermost sundial frame, with the log line before it and the first message."""
-    count = 0
+    """Every ``Traceback (most recent call last)`` line in the logs, and the distinct errors they
+    belong to: by the exception finally raised and the innermost sundial frame of its chain."""
+    count = events = 0
     distinct: dict[tuple[str, str], dict[str, Any]] = {}
     for path in paths:
         try:
             lines = path.read_text(errors="replace").splitlines()
         except OSError:
             continue
-        for i, line in enumerate(lines):
-            if "Traceback (most recent call last)" not in line:
+        count += sum(1 for line in lines if TRACEBACK in line)
+        i = 0
+        while i < len(lines):
+            if TRACEBACK not in lines[i]:
+                i += 1
                 continue
-            count += 1
-            frames: list[str] = []
-            exception = "(end of log)"
-            for follow in lines[i + 1 :]:
-                if follow[:1].isspace():
-                    m = FRAME.search(follow)
-                    if m:
-                        where = m["path"]
-                        if "/sundial/" in where:
-                            where = "sundial/" + where.split("/sundial/", 1)[1]
-                        frames.append(f"{where}:{m['line']} in {m['func']}")
-                    continue
-                exception = follow.strip()
-                break
+            events += 1
+            frames, exceptions, after = _traceback_at(lines, i)
             ours = [f for f in frames if f.startswith("sundial/")]
             frame = ours[-1] if ours else (frames[-1] if frames else "(no frame)")
-            key = (exception.split(":", 1)[0], frame)
+            raised = exceptions[-1] if exceptions else "(end of log)"
             entry = distinct.setdefault(
-                key,
+                (raised.split(":", 1)[0], frame),
                 {
-                    "exception": exception[:300],
+                    "exception": raised[:300],
+                    "caused_by": [e[:200] for e in exceptions[:-1]],
                     "frame": frame,
+                    "sundial_frames": ours,
                     "logged_as": lines[i - 1].strip()[:300] if i else "",
                     "log": path.name,
                     "count": 0,
                 },
             )
             entry["count"] += 1
+            i = after
     ordered = sorted(distinct.values(), key=lambda e: -int(e["count"]))
-    return {"count": count, "distinct": len(ordered), "first": ordered[:shown]}
+    return {"count": count, "errors": events, "distinct": len(ordered), "first": ordered[:shown]}
 
 
 def summarize(
@@ -288,8 +315,14 @@ def render(s: dict[str, Any]) -> str:
     if s["receiver"]["before_slot"]["count"]:
         lines.append("executed before their slot, e.g.:")
         lines += [f"  {e}" for e in s["receiver"]["before_slot"]["examples"]]
-    for tb in s["tracebacks"]["first"]:
-        lines.append(f"traceback x{tb['count']}: {tb['exception']}")
-        lines.append(f"  at {tb['frame']} ({tb['log']}); logged as: {tb['logged_as']}")
+    tbs = s["tracebacks"]
+    if tbs["count"]:
+        lines.append(f"{tbs['count']} tracebacks: {tbs['errors']} errors logged, {tbs['distinct']} distinct:")
+    for tb in tbs["first"]:
+        lines.append(f"  x{tb['count']}: {tb['exception']}")
+        lines += [f"    caused by: {cause}" for cause in tb["caused_by"]]
+        where = " -> ".join(f.removeprefix("sundial/") for f in tb["sundial_frames"]) or tb["frame"]
+        lines.append(f"    at {where} ({tb['log']})")
+        lines.append(f"    logged as: {tb['logged_as']}")
     lines.append("PASSED" if s["passed"] else "FAILED: " + "; ".join(s["failures"]))
     return "\n".join(lines)
