@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import json
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import sqlalchemy as sa
@@ -327,7 +329,13 @@ def main() -> None:
         )
 
 
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (a test's timeout, CI cancelling) unwinds like Ctrl-C: every component is stopped."""
+    raise SystemExit(128 + signum)
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         run(main)
     except services.ComponentError as err:

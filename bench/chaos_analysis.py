@@ -27,6 +27,8 @@ ON_TIME = timedelta(seconds=1)
 OUTAGES = ("redis", "postgres", "apiserver")
 STORES = ("redis", "postgres")
 FOREVER = datetime.max.replace(tzinfo=UTC)
+AFTERMATH = timedelta(seconds=30)
+"""How long after a fault's end trouble is still attributed to it."""
 EXAMPLES = 8
 GAP_BUCKETS = ((0.25, "< 0.25 s"), (1.0, "0.25-1 s"), (math.inf, ">= 1 s"))
 """Wrong ConcurrencyForbid skips by how long before the slot the last other attempt had ended."""
@@ -149,24 +151,43 @@ class Analysis:
         return any(s <= instant < e and rid != other_than for s, e, rid in self.intervals.get(name, ()))
 
     # ------------------------------------------------------------------ the checks
+    def cause(self, slot: datetime) -> str:
+        """The fault a slot's trouble is attributed to: the last one begun by then (with MARGIN),
+        unless it ended more than AFTERMATH before the slot."""
+        begun = [f for f in self.data.faults if f.start - MARGIN <= slot]
+        if not begun:
+            return "before any fault"
+        last = max(begun, key=lambda f: f.start)
+        return last.kind if slot <= last.end + AFTERMATH else "no fault nearby"
+
+    def found(self, items: list[tuple[datetime, str]], **extra: Any) -> dict[str, Any]:
+        """A check's result: how many, per fault, and examples from each fault in turn."""
+        causes = [(self.cause(slot), text) for slot, text in sorted(items, key=lambda i: i[0])]
+        by_fault = Counter(c for c, _ in causes)
+        examples: list[str] = []
+        for rank in range(EXAMPLES):
+            for kind in by_fault:
+                texts = [t for c, t in causes if c == kind]
+                if rank < len(texts) and len(examples) < EXAMPLES:
+                    examples.append(f"[{kind}] {texts[rank]}")
+        return {"count": len(items), "by_fault": dict(by_fault), **extra, "examples": examples}
+
     def duplicates(self) -> dict[str, Any]:
         dups = {key: recs for key, recs in self.received.items() if len(recs) > 1}
         same_run = sum(1 for recs in dups.values() if len({r.run for r in recs}) < len(recs))
-        examples = []
-        for (name, slot), recs in sorted(dups.items(), key=lambda kv: kv[0][1])[:EXAMPLES]:
+        items = []
+        for (name, slot), recs in dups.items():
             rows = [self.by_id.get(r.run) for r in recs]
-            examples.append(
-                f"{name}@{slot.time()}: "
-                + ", ".join(
-                    f"run {r.run[:8]} at {(r.t - slot).total_seconds():+.2f}s "
-                    + (f"attempt {row.attempt} {row.outcome} on {row.replica}" if row else "no record")
-                    for r, row in zip(recs, rows, strict=True)
-                )
+            text = f"{name}@{slot.time()}: " + ", ".join(
+                f"run {r.run[:8]} at {(r.t - slot).total_seconds():+.2f}s "
+                + (f"attempt {row.attempt} {row.outcome} on {row.replica}" if row else "no record")
+                for r, row in zip(recs, rows, strict=True)
             )
-        return {"count": len(dups), "same_run_twice": same_run, "examples": examples}
+            items.append((slot, text))
+        return self.found(items, same_run_twice=same_run)
 
     def lost_records(self) -> dict[str, Any]:
-        lost: list[str] = []
+        lost: list[tuple[datetime, str]] = []
         received_ids = {r.run for r in self.data.received}
         for (name, slot), recs in sorted(self.received.items(), key=lambda kv: kv[0][1]):
             for rec in recs:
@@ -178,18 +199,17 @@ class Analysis:
                 ]
                 if not fallback:
                     said = f"{row.outcome} started_at={row.started_at}" if row else "no row with that id"
-                    lost.append(f"{name}@{slot.time()} run {rec.run[:8]}: {said}")
-        return {"count": len(lost), "examples": lost[:EXAMPLES]}
+                    lost.append((slot, f"{name}@{slot.time()} run {rec.run[:8]}: {said}"))
+        return self.found(lost)
 
     def silent_gaps(self) -> dict[str, Any]:
         gaps = [(n, s) for n in self.data.configs for s in self.slots if not self.by_slot.get((n, s))]
         per_second = Counter(s for _, s in gaps)
-        return {
-            "count": len(gaps),
-            "configs": len({n for n, _ in gaps}),
-            "seconds": {f"+{_at(s, self.data.start)}s": n for s, n in sorted(per_second.items())[:20]},
-            "examples": [f"{n}@{s.time()}" for n, s in gaps[:EXAMPLES]],
-        }
+        return self.found(
+            [(s, f"{n}@{s.time()}") for n, s in gaps],
+            configs=len({n for n, _ in gaps}),
+            seconds={f"+{_at(s, self.data.start)}s": n for s, n in sorted(per_second.items())[:20]},
+        )
 
     def unfinished(self) -> dict[str, Any]:
         rows = [r for r in self.data.rows if r.status in UNFINISHED]
@@ -235,7 +255,7 @@ class Analysis:
 
     def skips(self) -> tuple[dict[str, dict[str, int]], dict[str, Any]]:
         by_reason: dict[str, dict[str, int]] = defaultdict(lambda: {"total": 0, "wrong": 0})
-        wrong: list[str] = []
+        wrong: list[tuple[datetime, str]] = []
         wrong_by: Counter[str] = Counter()
         near: Counter[str] = Counter()
         for slot in self.slots:
@@ -252,13 +272,12 @@ class Analysis:
                         if "ended" in why:
                             gap = float(why.rsplit("ended ", 1)[1].split("s", 1)[0])
                             near[next(label for limit, label in GAP_BUCKETS if gap < limit)] += 1
-                        wrong.append(f"{reason} {name}@{slot.time()} on {row.replica}: {why}")
-        return dict(by_reason), {
-            "count": len(wrong),
-            "by_reason": dict(wrong_by),
-            "forbid_after_last_attempt_ended": {b: near[b] for _, b in GAP_BUCKETS if near[b]},
-            "examples": wrong[:EXAMPLES],
-        }
+                        wrong.append((slot, f"{reason} {name}@{slot.time()} on {row.replica}: {why}"))
+        return dict(by_reason), self.found(
+            wrong,
+            by_reason=dict(wrong_by),
+            forbid_after_last_attempt_ended={b: near[b] for _, b in GAP_BUCKETS if near[b]},
+        )
 
     def outcomes(self) -> dict[str, int]:
         """Per slot of the window, the outcome of its last attempt."""

@@ -181,7 +181,7 @@ class ApiServer:
 
     def start(self, timeout: float = 60) -> None:
         log = (self.dir / "kube-apiserver.log").open("ab")
-        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT)
         self.pidfile.write_text(f"{self.proc.pid}\n")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -305,7 +305,7 @@ def render(s: dict[str, Any]) -> str:
         ("wrong_skip_reasons", "wrong skip reasons"),
     ):
         if s[key]["count"]:
-            lines.append(f"{label}, e.g.:")
+            lines.append(f"{label} by fault: {s[key].get('by_fault', {})}, e.g.:")
             lines += [f"  {e}" for e in s[key]["examples"]]
     if s["silent_gaps"]["count"]:
         lines.append(f"  silent gaps per second: {s['silent_gaps']['seconds']}")

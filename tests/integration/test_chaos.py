@@ -9,8 +9,10 @@ nothing was left unfinished, every skip reason was true and no operator logged a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -23,6 +25,7 @@ from tests.support.services import ROOT
 pytestmark = [pytest.mark.k8s, pytest.mark.slow]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+TIMEOUT = 900
 COMPONENT_MISSING = 2
 """bench/chaos.py's exit code when PostgreSQL, Redis or the control plane cannot start."""
 
@@ -39,10 +42,23 @@ def test_one_minute_of_chaos_runs_every_slot_once_and_explains_every_skip(tmp_pa
         "--workdir", str(workdir),
         "--json", str(summary_path),
     ]  # fmt: skip
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
-    output = f"{proc.stdout[-15000:]}\n{proc.stderr[-5000:]}"
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # the harness stops its components on SIGTERM
+        stdout, stderr = proc.communicate(timeout=120)
+        pytest.fail(
+            f"the chaos benchmark did not finish within {TIMEOUT}s:\n{stdout[-15000:]}\n{stderr[-5000:]}"
+        )
+    finally:  # whatever the harness left behind (it runs in a process group of its own)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    output = f"{stdout[-15000:]}\n{stderr[-5000:]}"
     if proc.returncode == COMPONENT_MISSING and not IN_CI:
-        pytest.skip(f"a component could not start (run `make deps`):\n{proc.stderr[-2000:]}")
+        pytest.skip(f"a component could not start (run `make deps`):\n{stderr[-2000:]}")
     assert proc.returncode == 0, f"the chaos benchmark failed (exit {proc.returncode}):\n{output}"
     summary = json.loads(summary_path.read_text())
     kinds = Counter(fault["kind"] for fault in summary["faults"])
