@@ -238,7 +238,7 @@ def chaos(args: argparse.Namespace, seed: int, workdir: Path) -> tuple[Inputs, d
         raise BenchFailure(str(err)) from None
     print(
         f"seed {seed}; logs in {workdir}; plan: "
-        + ", ".join(f"{s.kind}{s.replica or ''}@+{s.at}s" for s in steps)
+        + ", ".join(f"{s.kind}{' ' + s.replica if s.replica else ''} @+{s.at}s" for s in steps)
     )
     with components() as (plane, pg, redis), receiver(workdir) as (url, received_path):
         assert pg.server is not None
