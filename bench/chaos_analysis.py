@@ -213,13 +213,27 @@ class Analysis:
 
     def unfinished(self) -> dict[str, Any]:
         rows = [r for r in self.data.rows if r.status in UNFINISHED]
-        return {
-            "count": len(rows),
-            "examples": [
-                f"{r.name}@{r.scheduled_for.time()} {r.status} on {r.replica} ({r.trigger})"
-                for r in rows[:EXAMPLES]
-            ],
-        }
+        return self.found(
+            [
+                (
+                    r.scheduled_for,
+                    f"{r.name}@{r.scheduled_for.time()} {r.status} on {r.replica} ({r.trigger})",
+                )
+                for r in rows
+            ]
+        )
+
+    def owner_lost_alive(self) -> dict[str, Any]:
+        """``OwnerLost`` runs whose replica was not killed while they ran: its owner was alive."""
+        wrong = []
+        for row in self.data.rows:
+            if row.reason != "OwnerLost" or row.scheduled_for not in self.slot_set:
+                continue
+            began = row.started_at or row.scheduled_for
+            ended = row.finished_at or FOREVER
+            if not any(k.replica == row.replica and began <= k.start <= ended for k in self.kills):
+                wrong.append((row.scheduled_for, f"{row.name}@{row.scheduled_for.time()} on {row.replica}"))
+        return self.found(wrong)
 
     def _near(self, slot: datetime, faults: Iterable[Fault]) -> bool:
         return any(f.start - MARGIN <= slot <= f.end + MARGIN for f in faults)

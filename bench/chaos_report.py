@@ -22,6 +22,7 @@ FRAME = re.compile(r'File "(?P<path>[^"]+)", line (?P<line>\d+), in (?P<func>\S+
 WATCH = timedelta(seconds=30)
 """How long after a kill its takeover is followed (or until the next fault)."""
 CATCH_UP = timedelta(seconds=60)
+BEFORE_NEXT = timedelta(seconds=2)
 
 
 @dataclass
@@ -54,8 +55,10 @@ def lateness(an: Analysis, names: Iterable[str], since: datetime, until: datetim
 
 
 def _until(an: Analysis, index: int, limit: timedelta) -> datetime:
+    """The end of a fault's observation: ``limit`` after it, the window's end, or shortly before the
+    next fault (whose victim claims slots up to a lookahead ahead)."""
     faults = an.data.faults
-    following = [f.start for f in faults[index + 1 :]]
+    following = [f.start - BEFORE_NEXT for f in faults[index + 1 :]]
     return min([faults[index].start + limit, an.data.end, *following[:1]])
 
 
@@ -210,6 +213,7 @@ def summarize(
         "tracebacks": tracebacks(logs),
         "takeovers": takeovers(an),
         "catch_up": catch_ups(an),
+        "owner_lost_but_alive": an.owner_lost_alive(),
         "receiver": an.receiver(),
         "exit_codes": exit_codes,
         "faults": [f.to_json() for f in data.faults],
@@ -259,6 +263,7 @@ def render(s: dict[str, Any]) -> str:
     ):
         n = s[key]["count"]
         rows.append((label, f"{n}{'  FAIL' if n else ''}"))
+    rows.append(("OwnerLost, owner not killed", str(s["owner_lost_but_alive"]["count"])))
     rows.append(("operators' exit on SIGTERM", " ".join(f"{k}={v}" for k, v in s["exit_codes"].items())))
     rc = s["receiver"]
     after_start, after_slot = rc["after_start_ms"], rc["after_slot_ms"]
@@ -303,6 +308,7 @@ def render(s: dict[str, Any]) -> str:
         ("silent_gaps", "silent gaps"),
         ("unfinished", "left unfinished"),
         ("wrong_skip_reasons", "wrong skip reasons"),
+        ("owner_lost_but_alive", "OwnerLost though the owner was not killed"),
     ):
         if s[key]["count"]:
             lines.append(f"{label} by fault: {s[key].get('by_fault', {})}, e.g.:")
