@@ -4,9 +4,10 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+CHAOS_ARGS ?=  # e.g. CHAOS_ARGS="--seed 7 --json chaos.json"
 
 .PHONY: test demo deps system-deps venv binaries lint typecheck pytest cluster-up cluster-down \
-        bench-quick manifests clean
+        bench-quick chaos manifests clean
 
 test: lint typecheck deps pytest  ## everything CI runs (cheap checks first)
 
@@ -47,6 +48,9 @@ demo: deps  ## local control plane + operator (embedded defaults) + example Cron
 
 bench-quick: deps
 	$(BIN)/python bench/fire_lag.py --configs 1000 --seconds 60
+
+chaos: deps  ## 200 CronConfigs through 3 minutes of kills and outages; exit 1 on any wrong slot
+	$(BIN)/python bench/chaos.py $(CHAOS_ARGS)
 
 manifests: venv binaries
 	@hack/render-manifests.sh

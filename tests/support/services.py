@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,6 +65,71 @@ class Postgres:
     url: str
     port: int
     datadir: Path
+    server: PostgresServer | None = field(default=None, compare=False, repr=False)
+    """The process itself, to stop and start again (the chaos benchmark's database outage)."""
+
+
+class PostgresServer:
+    """One postgres process on a fixed data dir and port: :meth:`stop` and :meth:`start` keep
+    both, so clients see an outage and then the same database again."""
+
+    def __init__(self, bindir: Path, data: Path, sock: Path, log: Path, port: int, prefix: list[str]) -> None:
+        self.bindir, self.data, self.sock, self.log, self.port = bindir, data, sock, log, port
+        self.prefix = prefix
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, timeout: float = 30) -> None:
+        self.proc = subprocess.Popen(
+            [
+                *self.prefix,
+                str(self.bindir / "postgres"),
+                "-D",
+                str(self.data),
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.sock),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+            ],
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        _wait_port(self.port, timeout=timeout, proc=self.proc, what="postgres", log=self.log)
+        for _ in range(100):  # the port opens slightly before the server accepts logins
+            ok = subprocess.run(
+                [str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "sundial"],
+                capture_output=True,
+                check=False,
+            )
+            if ok.returncode == 0:
+                break
+            time.sleep(0.1)
+
+    def stop(self, *, timeout: float = 20) -> None:
+        """Fast shutdown: open sessions are ended at once (a smart shutdown would wait for every
+        pooled connection to close, which never happens)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        subprocess.run(
+            [*self.prefix, str(self.bindir / "pg_ctl"), "stop", "-D", str(self.data), "-m", "fast", "-w"],
+            capture_output=True,
+            check=False,
+            timeout=timeout + 5,
+        )
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 @contextlib.contextmanager
@@ -90,41 +155,9 @@ def postgres() -> Iterator[Postgres]:
     if init.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         raise ComponentError(f"initdb failed:\n{init.stdout}\n{init.stderr}")
-    proc = subprocess.Popen(
-        [
-            *prefix,
-            str(bindir / "postgres"),
-            "-D",
-            str(data),
-            "-p",
-            str(port),
-            "-k",
-            str(sock),
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
-            "-c",
-            "full_page_writes=off",
-            "-c",
-            "max_connections=200",
-        ],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    server = PostgresServer(bindir, data, sock, log, port, prefix)
     try:
-        _wait_port(port, timeout=30, proc=proc, what="postgres", log=log)
-        for _ in range(100):  # the port opens slightly before the server accepts logins
-            ok = subprocess.run(
-                [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-U", "sundial"],
-                capture_output=True,
-                check=False,
-            )
-            if ok.returncode == 0:
-                break
-            time.sleep(0.1)
+        server.start()
         created = subprocess.run(
             [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "sundial", "sundial"],
             capture_output=True,
@@ -133,53 +166,79 @@ def postgres() -> Iterator[Postgres]:
         )
         if created.returncode != 0:
             raise ComponentError(f"createdb failed: {created.stderr}\n{_tail(log)}")
-        yield Postgres(url=f"postgresql+psycopg://sundial@127.0.0.1:{port}/sundial", port=port, datadir=data)
+        url = f"postgresql+psycopg://sundial@127.0.0.1:{port}/sundial"
+        yield Postgres(url=url, port=port, datadir=data, server=server)
     finally:
-        proc.terminate()
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class RedisServer:
+    """redis-server with persistence off on a fixed port: :meth:`stop` then :meth:`start` is a
+    restart that comes back empty, as a Redis without persistence does."""
+
+    def __init__(self, exe: str, tmp: Path, port: int) -> None:
+        self.exe, self.tmp, self.port, self.log = exe, tmp, port, tmp / "redis.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, *, timeout: float = 15) -> None:
+        self.proc = subprocess.Popen(
+            [
+                self.exe,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.tmp),
+                "--daemonize",
+                "no",
+            ],
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        _wait_port(self.port, timeout=timeout, proc=self.proc, what="redis-server", log=self.log)
+
+    def stop(self, *, timeout: float = 10) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
         try:
-            proc.wait(timeout=20)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            self.proc.kill()
+            self.proc.wait()
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[RedisServer]:
+    """A running :class:`RedisServer` on a free port in its own temp dir, for the block."""
+    exe = shutil.which("redis-server")
+    if not exe:
+        raise ComponentError("redis-server not found: run `make deps` (apt-get install redis-server)")
+    tmp = Path(tempfile.mkdtemp(prefix="sundial-redis-"))
+    server = RedisServer(exe, tmp, free_port())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager
 def redis() -> Iterator[str]:
     """redis-server with persistence off on a free port; yields its URL."""
-    exe = shutil.which("redis-server")
-    if not exe:
-        raise ComponentError("redis-server not found: run `make deps` (apt-get install redis-server)")
-    tmp = Path(tempfile.mkdtemp(prefix="sundial-redis-"))
-    port, log = free_port(), tmp / "redis.log"
-    proc = subprocess.Popen(
-        [
-            exe,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp),
-            "--daemonize",
-            "no",
-        ],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        _wait_port(port, timeout=15, proc=proc, what="redis-server", log=log)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+    with redis_server() as server:
+        yield server.url
 
 
 @dataclass(frozen=True)
