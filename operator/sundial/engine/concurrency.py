@@ -148,10 +148,16 @@ class Concurrency:
         held = [i for i, ok in enumerate(got) if not ok]
         if not held:
             return decisions
-        holders = await leases.holders([keys.running(work[i].tracked.uid) for i in held])
-        tokens = [(h or "").split("|", 1)[0] for h in holders]
-        names = sorted({t.rsplit(":", 1)[0] for t in tokens if t and t != self.core.token})
-        beats = dict(zip(names, await leases.holders([keys.replica(n) for n in names]), strict=True))
+        try:
+            holders = await leases.holders([keys.running(work[i].tracked.uid) for i in held])
+            tokens = [(h or "").split("|", 1)[0] for h in holders]
+            names = sorted({t.rsplit(":", 1)[0] for t in tokens if t and t != self.core.token})
+            beats = dict(zip(names, await leases.holders([keys.replica(n) for n in names]), strict=True))
+        except Exception as err:
+            if not is_transient(err):
+                raise
+            log_fault(f"judging {len(held)} running leases in Redis (asked again shortly)", err)
+            return [UNDECIDED if i in held else d for i, d in enumerate(decisions)]
         for i, holder, token in zip(held, holders, tokens, strict=True):
             w = work[i]
             if holder is None:
@@ -170,8 +176,16 @@ class Concurrency:
                     holder.split("|", 1)[-1],
                 )
             key = keys.running(w.tracked.uid)
-            await leases.release(key, holder)
-            if not await leases.acquire(key, self.running_token(w), ttl):
+            try:
+                await leases.release(key, holder)
+                taken = await leases.acquire(key, self.running_token(w), ttl)
+            except Exception as err:
+                if not is_transient(err):
+                    raise
+                log_fault(f"[{w.tracked.key}] taking over a stale running lease (asked again shortly)", err)
+                decisions[i] = UNDECIDED
+                continue
+            if not taken:
                 decisions[i] = RunReason.CONCURRENCY_FORBID  # another slot took it meanwhile, and runs
         return decisions
 

@@ -105,6 +105,10 @@ class Firing:
                 self.recording.finish_unstarted(w, run, RunStatus.SKIPPED, RunReason.STORE_UNAVAILABLE)
             return
         for w, run in batch:
+            if core.stopping:  # shutdown began during the fence: nothing new may outlive the drain
+                self.concurrency.drop(w)
+                self.recording.finish_unstarted(w, run, RunStatus.CANCELLED, RunReason.OPERATOR_SHUTDOWN)
+                continue
             if run.status == RunStatus.PENDING and run.id not in started:
                 self.concurrency.drop(w)
                 log.warning(

@@ -20,9 +20,6 @@ from sundial.retrying import log_fault
 
 log = logging.getLogger("sundial.engine")
 
-RELEASE_BATCH = 256
-"""Releases queued up to this many wait for the next tick; more wake the loop at once."""
-
 
 class Leasing:
     def __init__(self, core: Core, shards: Shards) -> None:
@@ -40,9 +37,13 @@ class Leasing:
         return min(self.core.settings.lease_ttl_seconds / 3, 1.0)
 
     def release_soon(self, item: tuple[str, str]) -> None:
+        """Give back a running lease within this loop iteration: attempts ending together share a call.
+
+        Not at the next tick: a lease still held after its attempt ended would make the next slot
+        (on another replica) a ``ConcurrencyForbid`` with nothing running.
+        """
         self._releases.append(item)
-        if len(self._releases) >= RELEASE_BATCH:
-            self._wakeup.set()
+        self._wakeup.set()
 
     async def release_now(self) -> None:
         """Give back every queued lease at once (a running lease the next slot needs)."""
