@@ -276,3 +276,20 @@ async def test_a_killed_holders_slots_are_undecided_until_its_heartbeat_expires(
     assert first.scheduled_for.second == 12
     assert first.started_at is not None and first.started_at <= killed_at + timedelta(seconds=TTL + 1.5)
     assert set(handlers.calls_per_attempt().values()) == {1}
+
+
+async def test_an_adopted_slot_overtaken_by_a_newer_one_is_missed_under_forbid(cluster: Cluster) -> None:
+    """Run late beside the newer slots, it would be a ConcurrencyForbid it never met at its instant."""
+    await two_replicas(cluster)
+    uid = uid_preferring("a", ["a", "b"])
+    await cluster.apply("forbid", work_spec("* * * * * *"), uid=uid)
+    slot = cluster.clock.now().replace(microsecond=0) + timedelta(seconds=5)
+    await cluster.clock.advance_to(slot - timedelta(seconds=1.4))  # a claimed slot, not fired
+    claimed = next(r for r in cluster.runs("forbid") if r.scheduled_for == slot)
+    assert (claimed.status, claimed.replica) == ("Pending", "a")
+    await cluster.kill("a")
+    await cluster.clock.advance(20)
+    adopted = next(r for r in cluster.runs("forbid") if r.scheduled_for == slot)
+    assert (adopted.id, adopted.status, adopted.reason) == (claimed.id, "Skipped", "Missed")
+    assert not [r for r in cluster.runs("forbid") if r.reason == "ConcurrencyForbid"]
+    assert set(handlers.calls_per_attempt().values()) == {1}

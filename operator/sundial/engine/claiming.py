@@ -24,11 +24,10 @@ from sundial.engine.execution import Execution
 from sundial.engine.firing import Firing
 from sundial.engine.recording import Recording
 from sundial.engine.sharding import Shards
-from sundial.engine.slots import Slots, fire_time
+from sundial.engine.slots import Slots, fire_time, superseded
 from sundial.engine.tracked import Claim, SlotWork, Tracked
 from sundial.leases import keys
 from sundial.models.runs import RunReason, RunStatus, Trigger
-from sundial.models.spec import ConcurrencyPolicy
 from sundial.retrying import is_transient, log_fault, retry_call
 from sundial.store.records import NewRun, SlotTaken
 
@@ -106,7 +105,8 @@ class Claiming:
             spec = w.tracked.spec
             deadline = spec.starting_deadline_seconds if spec else None
             lateness = (now - fire_time(w)).total_seconds()
-            if deadline is not None and w.trigger != Trigger.RETRY and lateness > deadline:
+            missed = deadline is not None and w.trigger != Trigger.RETRY and lateness > deadline
+            if missed or superseded(w, now):
                 skipped.append(
                     self.recording.new_run(
                         w.tracked, w.slot, w.attempt, w.trigger, RunStatus.SKIPPED,
@@ -115,7 +115,6 @@ class Claiming:
                 )  # fmt: skip
             elif spec is not None:
                 live.append(w)
-        live = self._newest_of_late(live, now, skipped)
         try:
             won = await core.leases.acquire_many(
                 [(keys.slot(w.tracked.uid, w.slot, w.attempt), core.token) for w in live],
@@ -189,34 +188,6 @@ class Claiming:
                 key = id(batch)
                 timer = core.clock.call_later(delay, self._fire_due, key)
                 self._timers[key] = (timer, batch)
-
-    def _newest_of_late(self, work: list[SlotWork], now: datetime, skipped: list[NewRun]) -> list[SlotWork]:
-        """Of several overdue slots of one Forbid/Replace CronConfig (taken over late together),
-        the newest runs and the older ones are ``Missed``: they cannot all run at once, and
-        running them one by one would only push the next slots late too (as ``RunOnce`` after downtime).
-        """
-        newest: dict[str, SlotWork] = {}
-        for w in work:
-            spec = w.tracked.spec
-            overdue = fire_time(w) <= now and w.trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP)
-            if spec is None or not overdue or spec.concurrency_policy == ConcurrencyPolicy.ALLOW:
-                continue
-            if w.tracked.uid not in newest or newest[w.tracked.uid].slot < w.slot:
-                newest[w.tracked.uid] = w
-        kept: list[SlotWork] = []
-        for w in work:
-            chosen = newest.get(w.tracked.uid)
-            overdue = fire_time(w) <= now and w.trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP)
-            if chosen is None or chosen is w or not overdue:
-                kept.append(w)
-                continue
-            skipped.append(
-                self.recording.new_run(
-                    w.tracked, w.slot, w.attempt, w.trigger, RunStatus.SKIPPED,
-                    reason=RunReason.MISSED, finished=True,
-                )
-            )  # fmt: skip
-        return kept
 
     def _fire_due(self, key: int) -> None:
         entry = self._timers.pop(key, None)

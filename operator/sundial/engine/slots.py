@@ -14,6 +14,7 @@ from sundial.engine.projection import Projection
 from sundial.engine.scheduler import Scheduler
 from sundial.engine.tracked import SlotWork, Tracked
 from sundial.models.runs import Trigger
+from sundial.models.spec import ConcurrencyPolicy
 from sundial.scheduling import jitter_offset
 
 
@@ -23,6 +24,23 @@ def fire_time(work: SlotWork) -> datetime:
     if work.trigger == Trigger.RETRY or spec is None:
         return work.slot
     return work.slot + timedelta(seconds=jitter_offset(work.tracked.uid, work.slot, spec.jitter_seconds))
+
+
+def superseded(work: SlotWork, now: datetime) -> bool:
+    """An overdue scheduled slot of a Forbid/Replace CronConfig whose next slot is already due.
+
+    Taken over late (its claimer died, a store was down), it is ``Missed``: run now, it would be
+    skipped or cancel beside the newer one, reporting a concurrency it never met at its own
+    instant (as ``RunOnce`` after downtime keeps only the newest slot). Catch-up slots are not:
+    ``missedRunPolicy`` decided them.
+    """
+    spec, schedule = work.tracked.spec, work.tracked.schedule
+    if spec is None or schedule is None or work.trigger != Trigger.SCHEDULE:
+        return False
+    if spec.concurrency_policy == ConcurrencyPolicy.ALLOW or fire_time(work) > now:
+        return False
+    newer = schedule.next_after(work.slot)
+    return newer is not None and newer <= now
 
 
 class Slots:

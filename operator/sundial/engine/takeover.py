@@ -22,7 +22,7 @@ from sundial.engine.firing import Firing
 from sundial.engine.projection import Projection
 from sundial.engine.recording import Recording
 from sundial.engine.retries import Retries
-from sundial.engine.slots import fire_time
+from sundial.engine.slots import fire_time, superseded
 from sundial.engine.tracked import SlotWork, Tracked
 from sundial.leases import keys
 from sundial.models.base import format_timestamp
@@ -269,7 +269,7 @@ class Takeover:
             await self.retries.adopt(work, run)
         elif lateness < 0:  # claimed ahead of its instant: it fires on time
             self.claiming.hold([(work, run)])
-        elif deadline is not None and lateness > deadline:
+        elif (deadline is not None and lateness > deadline) or superseded(work, core.clock.now()):
             self.recording.finish_unstarted(work, run, RunStatus.SKIPPED, RunReason.MISSED)
         else:
             await self.firing.fire([(work, run)])

@@ -150,8 +150,8 @@ class Kube:
                 raise Conflict(what)
             if response.status == 404:
                 raise Gone(what)
-            if response.status >= 400:
-                raise RuntimeError(f"{method} {what}: HTTP {response.status}: {text[:300]}")
+            if response.status >= 400:  # a 5xx/429 is the server restarting or overloaded: transient
+                raise ApiError(response.status, f"{method} {what}: HTTP {response.status}: {text[:300]}")
             return cast(dict[str, Any], json.loads(text))
 
     async def api(
