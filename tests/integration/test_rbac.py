@@ -12,6 +12,7 @@ namespaced (`watchNamespaces`: Roles only) modes.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import threading
 import time
@@ -47,6 +48,9 @@ class Access:
         what = f"{self.resource}/{self.sub}" if self.sub else self.resource
         where = f"in {self.namespace}" if self.namespace else "cluster-wide"
         return f"{'should' if self.allowed else 'should not'} be able to {self.verb} {what} {where}"
+
+
+FORBIDDEN = re.compile(r"(?<![,.:])\b403\b|orbidden")
 
 
 def expect(rules: list[tuple[str, str, str]], namespace: str | None, *, allowed: bool) -> list[Access]:
@@ -316,7 +320,8 @@ def run_jobs(setup: Installed, operator: OperatorProcess, receiver: Receiver) ->
     deadline = time.monotonic() + 60
     statuses: dict[str, str] = {}
     while time.monotonic() < deadline:
-        forbidden = [line for line in operator.logs().splitlines() if "403" in line or "orbidden" in line]
+        # a 403, not the milliseconds of a log timestamp (",403")
+        forbidden = [line for line in operator.logs().splitlines() if FORBIDDEN.search(line)]
         hint = (
             "\n(kopf scans namespaces and CRDs cluster-wide unless told not to: in namespaced mode the "
             "operator must set settings.scanning.disabled = True)"
