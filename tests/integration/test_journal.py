@@ -96,6 +96,14 @@ def outcome(r: NewRun, at: dt.datetime) -> RunUpdate:
     )
 
 
+async def drained(history: History) -> bool:
+    for _ in range(100):
+        if await history.consistent():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
 async def test_writes_during_an_outage_reach_the_database_in_order(server: Server, journal: str) -> None:
     store = RunStore(server.pg.url)
     history = History(store, journal=RedisJournal(journal), flush_seconds=0.05)
@@ -117,8 +125,8 @@ async def test_writes_during_an_outage_reach_the_database_in_order(server: Serve
         assert redis_sync.Redis.from_url(journal).xlen(STREAM) == 7  # 3 claims, 2 starts, 2 outcomes
         server.start()
         await asyncio.sleep(2.5)  # the database is tried again after DOWN_SECONDS
-        await history.flush()
-        assert await history.consistent()
+        await history.flush()  # outcomes first; the journal is written by a task of its own
+        assert await drained(history)
         rows = {r.scheduled_for: r for r in store.runs("ns", "j", limit=100)}
         assert len(rows) == 4
         assert (rows[T0].status, rows[T0].started_at) == ("Succeeded", started_at)
@@ -133,7 +141,9 @@ async def test_writes_during_an_outage_reach_the_database_in_order(server: Serve
         # a run whose claim went to the journal keeps writing there until it ends, so it is
         # never applied before its claim; once drained, the database has everything
         assert await history.start_runs([during[1].id], "a", started_at) == {during[1].id}
+        await asyncio.sleep(5.5)  # the next look for journal entries
         await history.flush()
+        assert await drained(history)
         assert store.get_run(during[1].id).status == "Running"  # type: ignore[union-attr]
     finally:
         await history.close()

@@ -15,7 +15,7 @@ from sundial.engine.concurrency import UNDECIDED, Concurrency, Decision
 from sundial.engine.core import Core
 from sundial.engine.execution import Execution
 from sundial.engine.recording import Recording
-from sundial.engine.slots import fire_time
+from sundial.engine.slots import fire_time, superseded
 from sundial.engine.tracked import Claim, SlotWork
 from sundial.models.runs import RunReason, RunStatus, Trigger
 from sundial.retrying import log_fault
@@ -123,8 +123,9 @@ class Firing:
     async def _undecided(self, w: SlotWork, run: NewRun, asked: datetime) -> None:
         """Ask the gate again until the holder of the running lease is known alive or dead.
 
-        A heartbeat expires within a lease TTL, so this ends within about one; past the starting
-        deadline the slot is ``Missed``, which is what it is by then.
+        A heartbeat expires within a lease TTL, so this ends within about one. Once the next slot
+        is due (or the starting deadline has passed) this one is ``Missed``: only the newest
+        undecided slot may run, and none is skipped for a concurrency met long after its instant.
         """
         core = self.core
         give_up = core.clock.monotonic() + core.settings.lease_ttl_seconds * 2
@@ -138,7 +139,8 @@ class Firing:
                 self.recording.finish_unstarted(w, run, RunStatus.CANCELLED, RunReason.DELETED)
                 return
             deadline = spec.starting_deadline_seconds
-            if deadline is not None and (core.clock.now() - fire_time(w)).total_seconds() > deadline:
+            late = deadline is not None and (core.clock.now() - fire_time(w)).total_seconds() > deadline
+            if late or superseded(w, core.clock.now()):  # the newer slot decides for itself
                 self.recording.finish_unstarted(w, run, RunStatus.SKIPPED, RunReason.MISSED)
                 return
             try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import datetime
@@ -32,6 +33,8 @@ T = TypeVar("T")
 
 DOWN_SECONDS = 2.0
 """After a failed write, how long writes go straight to the journal before the database is tried again."""
+DRAIN_LOCK_SECONDS = 30.0
+"""How long a drainer that died blocks the others (renewed after every batch while it writes)."""
 JOURNAL_CHECK_SECONDS = 5.0
 """How often a replica looks for journal entries others left (a replica that died during an outage)."""
 
@@ -70,6 +73,8 @@ class History:
         self._max_batch = max_batch
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._drainer: asyncio.Task[None] | None = None
+        self._token = uuid.uuid4().hex
         self._closed = False
 
     async def call(self, fn: Any, *args: Any) -> Any:
@@ -195,8 +200,10 @@ class History:
             if not await self._flush_outcomes(batch):
                 self._pending[:0] = batch
                 return
-        if self.journal is not None and not self.database_down:
-            await self._drain_if_due()
+        if self.journal is not None and not self.database_down and self._drainer is None:
+            # in a task of its own: outcomes keep flushing while a long journal is written
+            self._drainer = asyncio.create_task(self._drain_if_due(), name="sundial-history-drain")
+            self._drainer.add_done_callback(self._drained)
 
     async def _flush_configs(self) -> None:
         if not (self._configs or self._versions) or self.database_down:
@@ -249,14 +256,26 @@ class History:
             else:
                 log_fault("writing the run-history journal to the database", err)
 
+    def _drained(self, task: asyncio.Task[None]) -> None:
+        self._drainer = None
+
     async def drain(self) -> int:
-        """Write every journal entry to the database, oldest first; returns how many were written."""
+        """Write every journal entry to the database, oldest first; returns how many were written.
+
+        One replica at a time (a lock in Redis); the others find the journal empty afterwards.
+        """
         assert self.journal is not None
         total = 0
-        while entries := await self.journal.read(self._max_batch):
-            await self.call(_apply, self.store, [entry for _, entry in entries])
-            await self.journal.remove([entry_id for entry_id, _ in entries])
-            total += len(entries)
+        if not await self.journal.lock(self._token, DRAIN_LOCK_SECONDS):
+            return 0
+        try:
+            while entries := await self.journal.read(self._max_batch):
+                await self.call(_apply, self.store, [entry for _, entry in entries])
+                await self.journal.remove([entry_id for entry_id, _ in entries])
+                total += len(entries)
+                await self.journal.lock(self._token, DRAIN_LOCK_SECONDS)
+        finally:
+            await self.journal.unlock(self._token)
         if total:
             log.warning("the run history is back: wrote %d journaled entries to it", total)
         return total
@@ -269,11 +288,11 @@ class History:
 
     async def close(self) -> None:
         self._closed = True
-        if self._task is not None:
-            self._wakeup.set()
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._drainer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for _ in range(3):
             self._retry_at = float("-inf")
             await self.flush()

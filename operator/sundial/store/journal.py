@@ -22,6 +22,8 @@ from sundial.store.records import NewRun, RunUpdate
 
 STREAM = "sundial:journal"
 """The stream's key, next to the lease keys of :mod:`sundial.leases.keys` (same prefix)."""
+DRAIN_LOCK = "sundial:journal:drain"
+"""Held by the replica writing the journal to the database: one writer, not one per replica."""
 
 Op = Literal["claim", "start", "finish"]
 
@@ -63,7 +65,19 @@ class Journal(Protocol):
     async def length(self) -> int:
         """How many entries wait to be written to the database."""
 
+    async def lock(self, token: str, ttl: float) -> bool:
+        """Become the one drainer for ``ttl`` seconds (renewed by taking it again); False if another is."""
+
+    async def unlock(self, token: str) -> None: ...
+
     async def close(self) -> None: ...
+
+
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
 class RedisJournal:
@@ -98,3 +112,12 @@ class RedisJournal:
 
     async def length(self) -> int:
         return int(await self._redis.xlen(STREAM))
+
+    async def lock(self, token: str, ttl: float) -> bool:
+        ms = max(1, int(ttl * 1000))
+        if await self._redis.set(DRAIN_LOCK, token, nx=True, px=ms):
+            return True
+        return bool(await self._redis.eval(_RENEW, 1, DRAIN_LOCK, token, ms))
+
+    async def unlock(self, token: str) -> None:
+        await self._redis.eval(_RELEASE, 1, DRAIN_LOCK, token)
