@@ -33,7 +33,9 @@ T = TypeVar("T")
 
 DOWN_SECONDS = 2.0
 """After a failed write, how long writes go straight to the journal before the database is tried again."""
-DRAIN_LOCK_SECONDS = 30.0
+DRAIN_BATCH = 2000
+"""Journal entries written to the database in one transaction."""
+DRAIN_LOCK_SECONDS = 5.0
 """How long a drainer that died blocks the others (renewed after every batch while it writes)."""
 JOURNAL_CHECK_SECONDS = 5.0
 """How often a replica looks for journal entries others left (a replica that died during an outage)."""
@@ -66,6 +68,7 @@ class History:
         self._journaled: set[UUID] = set()
         """Unfinished runs whose claim or start went to the journal: the rest of their writes follow."""
         self._down_until = float("-inf")
+        self._outage = False
         self._failing = False
         self._retry_at = float("-inf")
         self._journal_check = float("-inf")
@@ -89,10 +92,16 @@ class History:
         return self._clock.monotonic() < self._down_until
 
     def _went_down(self, what: str, err: BaseException) -> None:
-        if not self.database_down:
+        if not self._outage:  # one line per outage: the database is tried again every DOWN_SECONDS
             where = "the Redis journal" if self.journal is not None else "memory"
             log_fault(f"{what} in the run history (writing to {where} until it is back)", err)
+        self._outage = True
         self._down_until = self._clock.monotonic() + DOWN_SECONDS
+
+    def _came_back(self) -> None:
+        if self._outage:
+            log.warning("the run history is reachable again")
+        self._outage = False
 
     async def _to_journal(self, entries: Sequence[Entry], cause: BaseException | None) -> None:
         if self.journal is None:
@@ -110,12 +119,14 @@ class History:
         if self.database_down:
             return None, None
         try:
-            return await self.call(fn, *args), None
+            result = await self.call(fn, *args)
         except Exception as err:
             if not is_transient(err) or self.journal is None:
                 raise
             self._went_down(what, err)
             return None, err
+        self._came_back()
+        return result, None
 
     async def claim(self, runs: Sequence[NewRun]) -> set[UUID]:
         """The claim fence; while the database is down, the journal (the slot's lease is the fence)."""
@@ -250,11 +261,12 @@ class History:
         self._journal_check = now + JOURNAL_CHECK_SECONDS
         try:
             await self.drain()
-        except Exception as err:
-            if is_transient(err):
-                self._went_down("writing the journal", err)
-            else:
-                log_fault("writing the run-history journal to the database", err)
+        except sqlalchemy.exc.SQLAlchemyError as err:
+            if not is_transient(err):
+                raise
+            self._went_down("writing the journal", err)
+        except Exception as err:  # Redis (the journal itself): tried again at the next check
+            log_fault("reading the run-history journal", err)
 
     def _drained(self, task: asyncio.Task[None]) -> None:
         self._drainer = None
@@ -269,7 +281,7 @@ class History:
         if not await self.journal.lock(self._token, DRAIN_LOCK_SECONDS):
             return 0
         try:
-            while entries := await self.journal.read(self._max_batch):
+            while entries := await self.journal.read(DRAIN_BATCH):
                 await self.call(_apply, self.store, [entry for _, entry in entries])
                 await self.journal.remove([entry_id for entry_id, _ in entries])
                 total += len(entries)
@@ -311,18 +323,11 @@ class History:
 
 
 def _apply(store: RunStore, entries: list[Entry]) -> None:
-    """Journal entries into the database, in order; consecutive entries of one kind go together."""
-    i = 0
-    while i < len(entries):
-        kind = type(entries[i])
-        j = i
-        while j < len(entries) and type(entries[j]) is kind:
-            j += 1
-        group = entries[i:j]
-        if kind is NewRun:
-            store.claim([e for e in group if isinstance(e, NewRun)])
-        elif kind is Start:
-            store.mark_started([(e.id, e.at) for e in group if isinstance(e, Start)])
-        else:
-            store.finish([e for e in group if isinstance(e, RunUpdate)])
-        i = j
+    """Journal entries into the database: claims, then starts, then outcomes of the batch.
+
+    The same order as the stream for every run (its claim precedes its start, which precedes
+    its outcome), in three statements instead of one per stretch of entries of one kind.
+    """
+    store.claim([e for e in entries if isinstance(e, NewRun)])
+    store.mark_started([(e.id, e.at) for e in entries if isinstance(e, Start)])
+    store.finish([e for e in entries if isinstance(e, RunUpdate)])

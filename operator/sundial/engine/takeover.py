@@ -37,6 +37,12 @@ SETTLE_SECONDS = 60.0
 """After a start, Pending rows of CronConfigs not seen yet are left alone this long."""
 
 
+class CatchingUp(Exception):
+    """The database does not hold every write yet (the journal is being written): ask again soon."""
+
+    transient = True
+
+
 class Takeover:
     def __init__(
         self,
@@ -72,7 +78,9 @@ class Takeover:
         """
         core = self.core
         if not await core.history.consistent():
-            await core.history.drain()  # the journal may hold that incarnation's last claims
+            await core.history.drain()  # the journal may hold that incarnation's last writes
+            if not await core.history.consistent():  # another replica is writing it: wait for it
+                raise CatchingUp("the run history is still being written from the journal")
         rows = await core.history.call(lambda: core.history.store.unfinished(replica=core.replica))
         self.inherited = {r.id for r in rows if r.status == RunStatus.PENDING and r.trigger != Trigger.RETRY}
         if self.inherited:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
+import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -59,6 +62,20 @@ redis.call('zremrangebyscore', KEYS[1], '-inf', now)
 return redis.call('zrange', KEYS[1], 0, -1)
 """
 
+
+def reconnecting() -> dict[str, object]:
+    """A pooled connection a Redis restart closed fails once, then a fresh one is used.
+
+    Retried only on connection errors, a few times with a short backoff: most such failures
+    happen before the command reaches Redis (the socket was already closed); a command that did
+    run twice is harmless here (taking a lease one holds, or a journal entry applied twice).
+    """
+    return {
+        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
+        "retry_on_error": [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+    }
+
+
 # One script call per chunk: a thousand leases cost one command's client overhead, not a
 # thousand. (Multi-key scripts need a single Redis, not Redis Cluster.)
 CHUNK = 2000
@@ -70,7 +87,12 @@ class RedisLeases:
     def __init__(self, url: str) -> None:
         # A blocking pool: a burst of callers waits for a connection instead of failing.
         pool = aioredis.BlockingConnectionPool.from_url(
-            url, decode_responses=True, health_check_interval=30, max_connections=32, timeout=30
+            url,
+            decode_responses=True,
+            health_check_interval=30,
+            max_connections=32,
+            timeout=30,
+            **reconnecting(),
         )
         self._redis = aioredis.Redis(connection_pool=pool)
         self._renew = self._redis.register_script(_RENEW)

@@ -16,7 +16,10 @@ from datetime import datetime
 from typing import Any, Literal, Protocol, cast
 
 import redis.asyncio as aioredis
+import redis.exceptions
 from pydantic import TypeAdapter
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from sundial.store.records import NewRun, RunUpdate
 
@@ -84,7 +87,14 @@ class RedisJournal:
     """One stream shared by all replicas (key ``sundial:journal``)."""
 
     def __init__(self, url: str) -> None:
-        self._redis = aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        # a connection a Redis restart closed fails once, then a fresh one is used (as the leases' client)
+        self._redis = aioredis.Redis.from_url(
+            url,
+            decode_responses=True,
+            health_check_interval=30,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
+            retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+        )
 
     async def close(self) -> None:
         await self._redis.aclose()
