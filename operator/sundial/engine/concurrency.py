@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
 from sundial.engine.core import Core
@@ -43,6 +43,10 @@ class Concurrency:
         self.busy_outside: Callable[[Tracked], bool] = lambda tracked: False
         """Set by the engine: work of the CronConfig still runs outside every replica (its job type knows)."""
         self.running_in_history: Callable[[list[str]], Awaitable[set[str]]] = _nothing_running
+        self.ended_in_history: Callable[
+            [list[tuple[str, datetime, int]]], Awaitable[set[tuple[str, datetime, int]]]
+        ] = _none_ended
+        """Set by the engine: which of these (uid, slot, attempt) attempts have a final record."""
         """Set by the engine: CronConfigs with a Running attempt in the run history (Redis is down)."""
 
     def running_token(self, w: SlotWork) -> str:
@@ -158,23 +162,36 @@ class Concurrency:
                 raise
             log_fault(f"judging {len(held)} running leases in Redis (asked again shortly)", err)
             return [UNDECIDED if i in held else d for i, d in enumerate(decisions)]
+        stale: list[int] = []
+        alive: list[int] = []
         for i, holder, token in zip(held, holders, tokens, strict=True):
-            w = work[i]
             if holder is None:
                 decisions[i] = UNDECIDED  # released a moment ago: ask again
-                continue
-            # our own token with no attempt running here: a finished attempt's lease, not released
-            # yet (releases are batched), so it is free; any other holder is judged by its heartbeat
-            if token != self.core.token:
+            elif token == self.core.token:
+                # our own token with no attempt running here: a finished attempt's lease, not
+                # released yet (releases are batched), so it is free
+                stale.append(i)
+            else:
                 beat = parse_beat(beats.get(token.rsplit(":", 1)[0]))
-                if beat is not None and beat[0] == token:
-                    decisions[i] = RunReason.CONCURRENCY_FORBID if beat[1] >= since else UNDECIDED
-                    continue
-                log.info(
-                    "[%s] running lease of %s is stale: its replica is gone or restarted; lease broken",
-                    w.tracked.key,
-                    holder.split("|", 1)[-1],
-                )
+                if beat is None or beat[0] != token:
+                    stale.append(i)  # its replica is gone, or restarted since
+                elif beat[1] >= since:
+                    alive.append(i)
+                else:
+                    decisions[i] = UNDECIDED
+        # an alive holder's attempt may have ended already (its release is on its way): the run
+        # history says so, and then the slot runs instead of being skipped for nothing
+        ended = await self._ended([_attempt_of(holders[held.index(i)]) for i in alive])
+        for i in alive:
+            if _attempt_of(holders[held.index(i)]) in ended:
+                stale.append(i)
+            else:
+                decisions[i] = RunReason.CONCURRENCY_FORBID
+        for i in stale:
+            holder = holders[held.index(i)]
+            assert holder is not None
+            w = work[i]
+            log.debug("[%s] running lease of %s is stale; lease broken", w.tracked.key, holder)
             key = keys.running(w.tracked.uid)
             try:
                 await leases.release(key, holder)
@@ -188,6 +205,20 @@ class Concurrency:
             if not taken:
                 decisions[i] = RunReason.CONCURRENCY_FORBID  # another slot took it meanwhile, and runs
         return decisions
+
+    async def _ended(
+        self, attempts: list[tuple[str, datetime, int] | None]
+    ) -> set[tuple[str, datetime, int]]:
+        wanted = [a for a in attempts if a is not None]
+        if not wanted:
+            return set()
+        try:
+            return await self.ended_in_history(wanted)
+        except Exception as err:
+            if not is_transient(err):
+                raise
+            log_fault("asking the run history whether attempts ended (taken as running)", err)
+            return set()
 
     async def _replace(self, w: SlotWork) -> None:
         leases, key = self.core.leases, keys.running(w.tracked.uid)
@@ -203,3 +234,18 @@ class Concurrency:
 
 async def _nothing_running(uids: list[str]) -> set[str]:
     return set()
+
+
+async def _none_ended(attempts: list[tuple[str, datetime, int]]) -> set[tuple[str, datetime, int]]:
+    return set()
+
+
+def _attempt_of(holder: str | None) -> tuple[str, datetime, int] | None:
+    """(uid, slot, attempt) a running lease's value names: ``token|uid:slot ms:attempt``."""
+    if not holder or "|" not in holder:
+        return None
+    try:
+        uid, ms, attempt = holder.split("|", 1)[1].rsplit(":", 2)
+        return uid, datetime.fromtimestamp(int(ms) / 1000, UTC), int(attempt)
+    except ValueError:
+        return None

@@ -109,6 +109,7 @@ class Runtime:
         self.concurrency.cancel_local = self.execution.cancel
         self.concurrency.busy_outside = self.execution.busy
         self.concurrency.running_in_history = lambda uids: history.call(history.store.running_configs, uids)
+        self.concurrency.ended_in_history = lambda slots: history.call(history.store.ended_slots, slots)
         self.execution.on_outcome = self.retries.after
         self.retries.fire = self.firing.fire
         self._services: dict[str, asyncio.Task[Any]] = {}

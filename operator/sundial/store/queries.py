@@ -55,6 +55,18 @@ class RunQueries:
                 found.update((uid, slot, attempt) for uid, slot, attempt in conn.execute(stmt))
         return found
 
+    def ended_slots(self, slots: Iterable[tuple[str, dt.datetime, int]]) -> set[tuple[str, dt.datetime, int]]:
+        """Which of these (config uid, scheduled_for, attempt) attempts have a final status."""
+        c = cron_runs.c
+        found: set[tuple[str, dt.datetime, int]] = set()
+        with self._engine.connect() as conn:
+            for chunk in rows.chunks(list(dict.fromkeys(slots))):
+                stmt = sa.select(c.config_uid, c.scheduled_for, c.attempt).where(
+                    sa.tuple_(c.config_uid, c.scheduled_for, c.attempt).in_(chunk), ~c.status.in_(UNFINISHED)
+                )
+                found.update((uid, slot, attempt) for uid, slot, attempt in conn.execute(stmt))
+        return found
+
     def runs(self, namespace: str, name: str, *, limit: int = 50) -> list[records.RunRecord]:
         """The history of a CronConfig by name (all uids it had), newest slot and attempt first."""
         stmt = (
