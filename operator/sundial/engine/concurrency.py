@@ -147,6 +147,8 @@ class Concurrency:
                     raise
                 log_fault("asking the run history what runs (not run: StoreUnavailable)", again)
                 return [RunReason.STORE_UNAVAILABLE] * len(work)
+            # this replica's own attempts are known exactly (tracked.active, checked before): the
+            # history answers for the other replicas' only (its rows lag the outcomes a little)
             return [RunReason.CONCURRENCY_FORBID if w.tracked.uid in running else None for w in work]
         decisions: list[Decision] = [None] * len(work)
         held = [i for i, ok in enumerate(got) if not ok]

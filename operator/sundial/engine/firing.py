@@ -64,7 +64,10 @@ class Firing:
         asked = core.clock.now()
         gates = await self.concurrency.gate([w for w, _ in live], at=asked)
         launch: list[Claim] = []
+        now = core.clock.now()
         for (w, run), decision in zip(live, gates, strict=True):
+            if decision == RunReason.CONCURRENCY_FORBID and superseded(w, now):
+                decision = RunReason.MISSED  # decided after its successor came due: it missed its start
             if decision == UNDECIDED:
                 core.spawn(self._undecided(w, run, asked), name=f"sundial-undecided-{w.tracked.key}")
             elif self._launchable(w, run, decision):
@@ -153,6 +156,8 @@ class Firing:
             if decision == UNDECIDED:
                 log.warning("[%s] the running lease's holder never resolved; slot skipped", w.tracked.key)
                 decision = RunReason.CONCURRENCY_FORBID
+            if decision == RunReason.CONCURRENCY_FORBID and superseded(w, core.clock.now()):
+                decision = RunReason.MISSED
             if self._launchable(w, run, decision):
                 await self._start([(w, run)])
             return

@@ -108,7 +108,9 @@ class Runtime:
         self.leasing.on_cancel_requested = lambda attempt: self.execution.cancel(attempt, RunReason.REPLACED)
         self.concurrency.cancel_local = self.execution.cancel
         self.concurrency.busy_outside = self.execution.busy
-        self.concurrency.running_in_history = lambda uids: history.call(history.store.running_configs, uids)
+        self.concurrency.running_in_history = lambda uids: history.call(
+            lambda: history.store.running_configs(uids, besides=settings.replica)
+        )
         self.concurrency.ended_in_history = lambda slots: history.call(history.store.ended_slots, slots)
         self.execution.on_outcome = self.retries.after
         self.retries.fire = self.firing.fire

@@ -100,16 +100,20 @@ class RunQueries:
             finished = {uuid.UUID(str(row[0])) for row in conn.execute(stmt)}
         return wanted - finished
 
-    def running_configs(self, config_uids: Iterable[str]) -> set[str]:
-        """Which of these CronConfigs have a ``Running`` attempt: Forbid's answer while Redis is down."""
+    def running_configs(self, config_uids: Iterable[str], *, besides: str | None = None) -> set[str]:
+        """Which of these CronConfigs have a ``Running`` attempt (on a replica other than ``besides``):
+        Forbid's answer while Redis is down."""
+        c = cron_runs.c
         found: set[str] = set()
         with self._engine.connect() as conn:
             for chunk in rows.chunks(list(dict.fromkeys(config_uids))):
                 stmt = (
-                    sa.select(cron_runs.c.config_uid)
-                    .where(cron_runs.c.config_uid.in_(chunk), cron_runs.c.status == RunStatus.RUNNING.value)
+                    sa.select(c.config_uid)
+                    .where(c.config_uid.in_(chunk), c.status == RunStatus.RUNNING.value)
                     .distinct()
                 )
+                if besides is not None:
+                    stmt = stmt.where(c.replica.is_distinct_from(besides))
                 found.update(conn.execute(stmt).scalars())
         return found
 
