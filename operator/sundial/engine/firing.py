@@ -70,12 +70,12 @@ class Firing:
                 decision = RunReason.MISSED  # decided after its successor came due: it missed its start
             if decision == UNDECIDED:
                 core.spawn(self._undecided(w, run, asked), name=f"sundial-undecided-{w.tracked.key}")
-            elif self._launchable(w, run, decision):
+            elif self._launchable(w, run, decision, asked):
                 launch.append((w, run))
         await self._start(launch)
 
-    def _launchable(self, w: SlotWork, run: NewRun, decision: Decision) -> bool:
-        """Whether the attempt runs; if not, its outcome is recorded here."""
+    def _launchable(self, w: SlotWork, run: NewRun, decision: Decision, asked: datetime) -> bool:
+        """Whether the attempt runs; if not, its outcome is recorded here (a skip as of ``asked``)."""
         spec = w.tracked.spec
         assert spec is not None
         outcome: tuple[RunStatus, RunReason] | None = None
@@ -89,7 +89,7 @@ class Firing:
             return True
         if not decision:
             self.concurrency.drop(w)  # the gate took the running lease for an attempt that does not run
-        self.recording.finish_unstarted(w, run, *outcome)
+        self.recording.finish_unstarted(w, run, *outcome, at=asked if decision else None)
         return False
 
     async def _start(self, batch: list[Claim]) -> None:
@@ -146,6 +146,7 @@ class Firing:
             if late or superseded(w, core.clock.now()):  # the newer slot decides for itself
                 self.recording.finish_unstarted(w, run, RunStatus.SKIPPED, RunReason.MISSED)
                 return
+            again = core.clock.now()
             try:
                 decision = (await self.concurrency.gate([w], at=asked))[0]
             except Exception as err:
@@ -158,6 +159,6 @@ class Firing:
                 decision = RunReason.CONCURRENCY_FORBID
             if decision == RunReason.CONCURRENCY_FORBID and superseded(w, core.clock.now()):
                 decision = RunReason.MISSED
-            if self._launchable(w, run, decision):
+            if self._launchable(w, run, decision, again):
                 await self._start([(w, run)])
             return

@@ -82,9 +82,15 @@ class Recording:
                     finished=self.core.clock.now(),
                 )
 
-    def finish_unstarted(self, w: SlotWork, run: NewRun, status: RunStatus, reason: RunReason) -> None:
-        """A claimed attempt that is not launched: its outcome, decided at the fire instant."""
-        now = self.core.clock.now()
+    def finish_unstarted(
+        self, w: SlotWork, run: NewRun, status: RunStatus, reason: RunReason, *, at: datetime | None = None
+    ) -> None:
+        """A claimed attempt that is not launched: its outcome, decided at ``at`` (default now).
+
+        ``at`` is when the deciding check was made (a Forbid gate that saw an attempt running), so
+        ``finished_at`` says when the reason was true, not when a busy replica got to write it.
+        """
+        now = at or self.core.clock.now()
         succeeded = status == RunStatus.SUCCEEDED
         self.core.history.finish(
             RunUpdate(
