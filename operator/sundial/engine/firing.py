@@ -56,12 +56,14 @@ class Firing:
                 recording.finish_unstarted(w, run, RunStatus.CANCELLED, RunReason.OPERATOR_SHUTDOWN)
             return
         live: list[Claim] = []
-        for w, run in batch:
-            if core.current(w.tracked) and w.tracked.spec:
-                live.append((w, run))
-            else:
-                recording.finish_unstarted(w, run, RunStatus.CANCELLED, RunReason.DELETED)
         asked = core.clock.now()
+        for w, run in batch:
+            if not (core.current(w.tracked) and w.tracked.spec):
+                recording.finish_unstarted(w, run, RunStatus.CANCELLED, RunReason.DELETED)
+            elif superseded(w, asked):  # fired so late that its successor is due: that one runs
+                recording.finish_unstarted(w, run, RunStatus.SKIPPED, RunReason.MISSED)
+            else:
+                live.append((w, run))
         gates = await self.concurrency.gate([w for w, _ in live], at=asked)
         launch: list[Claim] = []
         now = core.clock.now()
@@ -72,7 +74,7 @@ class Firing:
                 core.spawn(self._undecided(w, run, asked), name=f"sundial-undecided-{w.tracked.key}")
             elif self._launchable(w, run, decision, asked):
                 launch.append((w, run))
-        await self._start(launch)
+        await self._start(launch, asked)
 
     def _launchable(self, w: SlotWork, run: NewRun, decision: Decision, asked: datetime) -> bool:
         """Whether the attempt runs; if not, its outcome is recorded here (a skip as of ``asked``)."""
@@ -92,12 +94,15 @@ class Firing:
         self.recording.finish_unstarted(w, run, *outcome, at=asked if decision else None)
         return False
 
-    async def _start(self, batch: list[Claim]) -> None:
-        """The start fence, then the launch: only claims still this replica's row run here."""
+    async def _start(self, batch: list[Claim], now: datetime) -> None:
+        """The start fence, then the launch: only claims still this replica's row run here.
+
+        ``now`` is when the gate let the attempts go (and took their running leases): from then on
+        they hold the CronConfig, so that is their start, not the moment the fence's write returned.
+        """
         if not batch:
             return
         core = self.core
-        now = core.clock.now()
         pending = [run.id for _, run in batch if run.status == RunStatus.PENDING]
         try:
             started = await core.history.start_runs(pending, core.replica, now)
@@ -160,5 +165,5 @@ class Firing:
             if decision == RunReason.CONCURRENCY_FORBID and superseded(w, core.clock.now()):
                 decision = RunReason.MISSED
             if self._launchable(w, run, decision, again):
-                await self._start([(w, run)])
+                await self._start([(w, run)], again)
             return
