@@ -396,6 +396,8 @@ def test_run_at_one_shot_completes(
         )
     )
     status = wait_until(lambda: (s := kubectl.status("once", namespace)).get("lastRun") and s, timeout=20)
+    # the status and the history are written in batches of their own: either may come first
+    wait_until(lambda: [r.status for r in runs_of(db, namespace, "once")] == ["Succeeded"], timeout=10)
     runs = runs_of(db, namespace, "once")
     assert len(runs) == 1 and runs[0].scheduled_for == at and runs[0].status == "Succeeded"
 

@@ -66,10 +66,7 @@ class Firing:
                 live.append((w, run))
         gates = await self.concurrency.gate([w for w, _ in live], at=asked)
         launch: list[Claim] = []
-        now = core.clock.now()
         for (w, run), decision in zip(live, gates, strict=True):
-            if decision == RunReason.CONCURRENCY_FORBID and superseded(w, now):
-                decision = RunReason.MISSED  # decided after its successor came due: it missed its start
             if decision == UNDECIDED:
                 core.spawn(self._undecided(w, run, asked), name=f"sundial-undecided-{w.tracked.key}")
             elif self._launchable(w, run, decision, asked):
@@ -131,9 +128,10 @@ class Firing:
     async def _undecided(self, w: SlotWork, run: NewRun, asked: datetime) -> None:
         """Ask the gate again until the holder of the running lease is known alive or dead.
 
-        A heartbeat expires within a lease TTL, so this ends within about one. Once the next slot
-        is due (or the starting deadline has passed) this one is ``Missed``: only the newest
-        undecided slot may run, and none is skipped for a concurrency met long after its instant.
+        A heartbeat expires within a lease TTL, so this ends within about one. A holder found alive
+        (and still holding) was running when the slot asked: ``ConcurrencyForbid`` as of then. A
+        dead holder frees the slot, which then runs unless its successor is already due (``Missed``:
+        only the newest may run) or its starting deadline has passed.
         """
         core = self.core
         give_up = core.clock.monotonic() + core.settings.lease_ttl_seconds * 2
@@ -147,8 +145,7 @@ class Firing:
                 self.recording.finish_unstarted(w, run, RunStatus.CANCELLED, RunReason.DELETED)
                 return
             deadline = spec.starting_deadline_seconds
-            late = deadline is not None and (core.clock.now() - fire_time(w)).total_seconds() > deadline
-            if late or superseded(w, core.clock.now()):  # the newer slot decides for itself
+            if deadline is not None and (core.clock.now() - fire_time(w)).total_seconds() > deadline:
                 self.recording.finish_unstarted(w, run, RunStatus.SKIPPED, RunReason.MISSED)
                 return
             again = core.clock.now()
@@ -162,8 +159,16 @@ class Firing:
             if decision == UNDECIDED:
                 log.warning("[%s] the running lease's holder never resolved; slot skipped", w.tracked.key)
                 decision = RunReason.CONCURRENCY_FORBID
-            if decision == RunReason.CONCURRENCY_FORBID and superseded(w, core.clock.now()):
-                decision = RunReason.MISSED
+            if decision == RunReason.CONCURRENCY_FORBID:
+                # the holder proved alive since the slot asked and still holds: its attempt ran then
+                self.recording.finish_unstarted(
+                    w, run, RunStatus.SKIPPED, RunReason.CONCURRENCY_FORBID, at=asked
+                )
+                return
+            if decision is None and superseded(w, core.clock.now()):  # the newer slot runs instead
+                self.concurrency.drop(w)
+                self.recording.finish_unstarted(w, run, RunStatus.SKIPPED, RunReason.MISSED)
+                return
             if self._launchable(w, run, decision, again):
                 await self._start([(w, run)], again)
             return
