@@ -72,6 +72,9 @@ class Retries:
         run = self.recording.new_run(tracked, slot, attempt, Trigger.RETRY, RunStatus.PENDING)
         self._waiting[run.id] = (w, run, None)
         try:
+            # the failed attempt's outcome first: a crash right after must not leave it Running
+            # (reaped as OwnerLost) beside a durable retry
+            await core.history.flush()
             inserted = await core.history.claim([run])
         except Exception as err:
             log_fault(f"[{tracked.key}] recording retry attempt {attempt} (not run: StoreUnavailable)", err)
