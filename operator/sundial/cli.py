@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sundial import cliitems
 from sundial.settings import Settings
 
 
@@ -80,11 +81,16 @@ def _fmt_time(value: datetime | None) -> str:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
+    from sundial.models.runs import RunStatus
+    from sundial.store.items import RunItems
     from sundial.store.store import RunStore
 
     store = RunStore(args.database_url or Settings().database_url)
     try:
         records = store.runs(args.namespace, args.name, limit=args.limit)
+        run_items = RunItems(store.engine)
+        # a fan-out run in progress: its counts now, from the items themselves
+        live = {r.id: run_items.counts(r.id) for r in records if r.status == RunStatus.RUNNING}
     finally:
         store.close()
     if not records:
@@ -99,11 +105,13 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         "FINISHED",
         "DURATION",
         "REPLICA",
+        "ITEMS",
         "REASON/ERROR",
     )
     rows = [header]
     for r in records:
         detail = r.error or r.reason or ""
+        items = _item_counts(r, live)
         rows.append(
             (
                 str(r.status),
@@ -114,6 +122,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
                 _fmt_time(r.finished_at),
                 f"{r.duration_ms}ms" if r.duration_ms is not None else "-",
                 r.replica or "-",
+                items,
                 (detail[:80] + "…") if len(detail) > 80 else detail,
             )
         )
@@ -121,6 +130,23 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
     return 0
+
+
+def _item_counts(record: Any, live: dict[Any, Any]) -> str:
+    """``succeeded/total`` (and dead letters) of a fan-out run; ``-`` for other runs."""
+    counts = live.get(record.id)
+    if counts is not None and sum(counts.values()):
+        total = sum(counts.values())
+        done, dead = counts["Succeeded"], counts["DeadLettered"]
+        failed = counts["Failed"]
+        return (
+            f"{done}/{total}" + (f" {failed} retrying" if failed else "") + (f" {dead} dead" if dead else "")
+        )
+    items = record.result.get("items") if isinstance(record.result, dict) else None
+    if not isinstance(items, dict) or "succeeded" not in items:
+        return "-"
+    dead = items.get("deadLettered") or 0
+    return f"{items['succeeded']}/{items['total']}" + (f" {dead} dead" if dead else "")
 
 
 def _cmd_trigger(args: argparse.Namespace) -> int:
@@ -265,11 +291,6 @@ class _ServerCheck:
         self._loop.close()
 
 
-def _cmd_fanout(args: argparse.Namespace) -> int:
-    print(f"sundial {args.command}: fan-out jobs are not available in this sundial version", file=sys.stderr)
-    return 2
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sundial", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -313,11 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     val.set_defaults(fn=_cmd_validate)
 
-    for name in ("deadletters", "requeue"):
-        fan = sub.add_parser(name, help="fan-out dead letters (not available yet)")
-        fan.add_argument("name")
-        fan.add_argument("-n", "--namespace", default="default")
-        fan.set_defaults(fn=_cmd_fanout)
+    cliitems.add_commands(sub)
     return parser
 
 

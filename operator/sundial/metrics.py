@@ -20,3 +20,9 @@ KUBE_REQUESTS = Counter(
     "Requests to the Kubernetes API server (kopf's own CronConfig watch not included)",
     ["verb", "resource"],
 )
+FANOUT_ITEMS = Counter(
+    "sundial_fanout_items_total",
+    "Attempts of fan-out items by outcome (Succeeded, Failed: retried later, DeadLettered)",
+    ["status"],
+)
+FANOUT_IN_FLIGHT = Gauge("sundial_fanout_items_in_flight", "Fan-out items executing on this replica")

@@ -182,6 +182,7 @@ class Execution:
             context=dict(tracked.spec.context),
             capture=Capture(),
             config=tracked.spec,
+            report=lambda progress: self._progress(tracked, attempt, progress),
             read_secret=lambda name, key: retry_call(
                 lambda: self.core.kube.read_secret(tracked.namespace, name, key),
                 what=f"reading Secret {tracked.namespace}/{name}",
@@ -310,6 +311,11 @@ class Execution:
                 f"run {attempt.run_id} (slot {format_timestamp(w.slot)}, attempt {w.attempt}): {error}",
             )
         self.on_outcome(tracked, w.slot, w.attempt, status)
+
+    def _progress(self, tracked: Tracked, attempt: Attempt, progress: dict[str, Any]) -> None:
+        if progress != attempt.progress and attempt.run_id in tracked.active:
+            attempt.progress = progress
+            self.projection.progress(tracked)
 
     def _forget(self, tracked: Tracked, attempt: Attempt) -> None:
         metrics.ACTIVE.dec()

@@ -120,7 +120,13 @@ class Projection:
     def _active(self, tracked: Tracked) -> list[dict[str, Any]]:
         return [
             _dump(
-                ActiveRun(id=a.run_id, scheduled_time=a.slot, start_time=a.started, replica=self.core.replica)
+                ActiveRun(
+                    id=a.run_id,
+                    scheduled_time=a.slot,
+                    start_time=a.started,
+                    replica=self.core.replica,
+                    items=(a.progress or {}).get("items"),
+                )
             )
             for a in list(tracked.active.values())[-MAX_ACTIVE_SHOWN:]
         ]
@@ -148,6 +154,10 @@ class Projection:
         if attempt.trigger != Trigger.MANUAL:
             changes["lastScheduleTime"] = _time(attempt.slot)
         self._update(tracked, changes)
+
+    def progress(self, tracked: Tracked) -> None:
+        """A running attempt reported progress (coalesced like every status change)."""
+        self._update(tracked, {"active": self._active(tracked)})
 
     def finished(
         self,

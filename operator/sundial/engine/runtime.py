@@ -45,6 +45,7 @@ from sundial.leases.base import Leases
 from sundial.models.runs import RunReason
 from sundial.retrying import log_fault, retry_call
 from sundial.settings import Settings
+from sundial.store.items import RunItems
 
 log = logging.getLogger("sundial.engine")
 
@@ -146,6 +147,7 @@ class Runtime:
                 settings=core.settings,
                 kube=core.kube,
                 unfinished_runs=lambda ids: core.history.call(store.unfinished_among, list(ids)),
+                items=RunItems(store.engine),
             )
         )
         core.history.start()

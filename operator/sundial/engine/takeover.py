@@ -157,11 +157,15 @@ class Takeover:
             rec
             for rec in unfinished
             if str(rec.id) not in local
-            and (not (rec.started_at and rec.started_at > cutoff) or self._ours_before(rec))
+            and (
+                not (rec.started_at and rec.started_at > cutoff)
+                or self._ours_before(rec)
+                or rec.replica == keys.HANDED_BACK
+            )
         ]
         names = sorted({rec.replica or "" for rec in candidates})
         beats = dict(zip(names, await core.leases.holders([keys.replica(n) for n in names]), strict=True))
-        gone = self._gone({name for name, beat in beats.items() if beat is None})
+        gone = self._gone({name for name, beat in beats.items() if beat is None}) | {keys.HANDED_BACK}
         settled = core.clock.now() - core.born > timedelta(seconds=SETTLE_SECONDS)
         for rec in candidates:
             if (rec.replica or "") not in gone and not self._ours_before(rec):

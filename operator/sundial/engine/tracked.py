@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sundial.store.records import NewRun
 
@@ -31,6 +31,8 @@ class Attempt:
     """(key, token) of the Forbid/Replace lease this attempt holds, renewed by the lease loop."""
     cancel_marker: str | None = None
     """Key another replica sets to cancel this attempt (Replace)."""
+    progress: dict[str, Any] | None = None
+    """What the job reported of its progress (a fan-out's item counts), shown in ``status.active``."""
 
 
 @dataclass(eq=False)

@@ -30,6 +30,7 @@ from sundial.jobs.context import JobContext
 from sundial.models.spec import JobKind, SpecModel
 
 if TYPE_CHECKING:
+    from sundial.jobs.itemstore import ItemStore
     from sundial.kube import Kube
     from sundial.settings import Settings
 
@@ -48,6 +49,8 @@ class JobEnvironment:
     kube: Kube | None = None
     unfinished_runs: UnfinishedRuns | None = None
     """So work left in the cluster (a finished Job) is only cleaned up once its outcome is recorded."""
+    items: ItemStore | None = None
+    """Fan-out items in the run history."""
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,12 @@ class JobContext:
     """Secret values this attempt read: redacted from everything recorded."""
     config: CronConfigSpec | None = None
     """The whole spec the attempt runs under (``timeoutSeconds``, history limits)."""
+    item: Any = None
+    """A fan-out item (a JSON object) when the handler runs as ``each.handler``."""
+    item_key: str | None = None
+    """That item's key (``itemKey``): an idempotency key, since an item is delivered at least once."""
+    report: Callable[[dict[str, Any]], None] = field(default=lambda progress: None)
+    """Progress of a long attempt (a fan-out's item counts), shown in ``status.active``."""
 
     def __post_init__(self) -> None:
         self.capture.secrets = self.secrets_seen

@@ -55,6 +55,11 @@ class HttpJobType(JobType[HttpJob]):
         self._session = aiohttp.ClientSession()
         self._allow_link_local = env.settings.allow_link_local
 
+    @property
+    def session(self) -> aiohttp.ClientSession | None:
+        """The shared session (fan-out HTTP sources page through it)."""
+        return self._session
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

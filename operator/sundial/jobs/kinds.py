@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sundial.jobs.base import JobEnvironment, JobType
+from sundial.jobs.fanout import FanoutJobType
 from sundial.jobs.handler import HandlerJobType
 from sundial.jobs.http import HttpJobType
 from sundial.jobs.sql import SqlJobType
@@ -24,6 +25,7 @@ JOB_TYPES: dict[JobKind, type[JobType[Any]]] = {
     JobKind.HANDLER: HandlerJobType,
     JobKind.SQL: SqlJobType,
     JobKind.TEMPLATE: TemplateJobType,
+    JobKind.FANOUT: FanoutJobType,
 }
 
 

@@ -6,6 +6,10 @@ from datetime import datetime
 
 PREFIX = "sundial"
 
+HANDED_BACK = "sundial:handed-back"
+"""The owner of a ``Running`` row no replica has: the command line handed it back (a requeue), and
+the first replica to look resumes it. No hostname contains a colon, so no replica is named so."""
+
 
 def slot(uid: str, scheduled_for: datetime, attempt: int) -> str:
     """Claim on one attempt of one slot: whoever holds it records and runs the attempt."""

@@ -58,6 +58,22 @@ class RunReason(enum.StrEnum):
     """The replica running the attempt died; another replica recorded the outcome."""
 
 
+class ItemStatus(enum.StrEnum):
+    """The status of one fan-out item within its run (``cron_run_items.status``)."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    """Its last attempt failed and a retry is due: not final."""
+    DEAD_LETTERED = "DeadLettered"
+    """Failed ``itemRetry.limit`` + 1 times: kept with its last error until requeued."""
+
+    @property
+    def is_final(self) -> bool:
+        return self in (ItemStatus.SUCCEEDED, ItemStatus.DEAD_LETTERED)
+
+
 TERMINAL: frozenset[RunStatus] = frozenset(
     {
         RunStatus.SUCCEEDED,

@@ -220,7 +220,10 @@ class FanoutJob(SpecModel):
 
     source: FanoutSource
     each: FanoutEach
+    item_key: Annotated[str, Field(min_length=1, max_length=253)] | None = None
+    """The item field that identifies an item; unset: ``id`` if an item has it, else a hash of the item."""
     parallelism: Annotated[StrictInt, Field(ge=1, le=1000)] = 10
+    """Items in flight at once across all replicas."""
     item_retry: ItemRetryPolicy = Field(default_factory=ItemRetryPolicy)
 
 

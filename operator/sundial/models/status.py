@@ -101,6 +101,18 @@ class LastRun(StatusModel):
     dry_run: StrictBool | None = None
 
 
+class ItemCounts(StatusModel):
+    """A fan-out run's items by status."""
+
+    total: Annotated[StrictInt, Field(ge=0)] = 0
+    succeeded: Annotated[StrictInt, Field(ge=0)] = 0
+    failed: Annotated[StrictInt, Field(ge=0)] = 0
+    """Items whose last attempt failed and whose retry is due."""
+    dead_lettered: Annotated[StrictInt, Field(ge=0)] = 0
+    pending: Annotated[StrictInt, Field(ge=0)] = 0
+    running: Annotated[StrictInt, Field(ge=0)] = 0
+
+
 class ActiveRun(StatusModel):
     """A run in progress."""
 
@@ -108,6 +120,8 @@ class ActiveRun(StatusModel):
     scheduled_time: base.Timestamp | None = None
     start_time: base.Timestamp | None = None
     replica: Annotated[str, Field(max_length=253)] | None = None
+    items: ItemCounts | None = None
+    """Fan-out runs: their items so far."""
 
 
 class CronConfigStatus(StatusModel):

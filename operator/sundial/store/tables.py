@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from sundial.models.runs import RunStatus, Trigger
+from sundial.models.runs import ItemStatus, RunStatus, Trigger
 
 VERSION_TABLE = "sundial_alembic_version"
 """Alembic's bookkeeping table, named so it cannot clash with another application in the same database."""
@@ -125,3 +125,24 @@ cron_manual_triggers = sa.Table(
     sa.PrimaryKeyConstraint("config_uid", "value", name="pk_cron_manual_triggers"),
 )
 """Each ``sundial.io/run-now`` value already fired: the fence that makes it fire once, across restarts."""
+
+ITEM_KEY = sa.String(512)
+"""A fan-out item's key; longer keys are stored as their hash (``sundial.jobs.itemkeys``)."""
+
+cron_run_items = sa.Table(
+    "cron_run_items",
+    metadata,
+    sa.Column("run_id", sa.Uuid(), nullable=False),
+    sa.Column("item_key", ITEM_KEY, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False, default=0),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("item", _json(), nullable=True),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # UNIQUE (run_id, item_key), as the primary key: the fence that makes an item's outcome exactly once
+    sa.PrimaryKeyConstraint("run_id", "item_key", name="pk_cron_run_items"),
+    sa.ForeignKeyConstraint(["run_id"], ["cron_runs.id"], name="fk_cron_run_items_run", ondelete="CASCADE"),
+    sa.CheckConstraint(_one_of("status", [s.value for s in ItemStatus]), name="ck_cron_run_items_status"),
+    sa.Index("ix_cron_run_items_run_status", "run_id", "status"),
+)
+"""One row per fan-out item of a run: its status, attempts and last error (dead letters included)."""
