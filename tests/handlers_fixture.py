@@ -65,3 +65,11 @@ def sync_secret(ctx: sundial.JobContext) -> dict[str, Any]:
         "mainThread": threading.current_thread() is threading.main_thread(),
         "context": ctx.context,
     }
+
+
+@sundial.job("tests.fanout_items")
+def fanout_items(ctx: sundial.JobContext) -> Any:
+    """A fan-out source: ``context.count`` items ``{"id": "k<i>", "n": i}``, in lists of 250."""
+    count = int(ctx.context["count"])
+    for start in range(0, count, 250):
+        yield [{"id": f"k{i}", "n": i} for i in range(start, min(count, start + 250))]
