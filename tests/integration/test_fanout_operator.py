@@ -170,6 +170,8 @@ def test_ten_thousand_items_over_three_replicas_each_succeed_once(
     assert shown and any(0 < s["succeeded"] < 10_000 for s in shown), "status.active never showed progress"
     out = sundial_cli(db, "runs", "digest", "-n", namespace).stdout
     assert "10000/10000" in out, out
+    for op in ops:
+        assert "Traceback" not in op.logs(), op.logs()[-3000:]
 
 
 def test_a_poisoned_item_is_dead_lettered_then_requeued_under_the_same_run(
@@ -258,3 +260,38 @@ def test_the_coordinating_replica_killed_mid_run_loses_no_item(
     assert len(again) <= 30, f"{len(again)} items ran twice"
     assert stats["peak"] <= 30
     print(f"resumed and finished {took:.1f}s after the kill; {len(again)} items ran again")
+
+
+def test_a_restarted_replica_resumes_its_run_and_no_item_runs_twice(
+    kubectl: Kubectl,
+    namespace: str,
+    pg_redis: tuple[str, str],
+    operator_for: StartOperator,
+    endpoint: ItemEndpoint,
+) -> None:
+    """SIGTERM mid-run: items in hand finish within the grace period (or were never started), the
+    run stays Running, and the restarted replica resumes it: never an item both finished and
+    redelivered."""
+    db, redis = pg_redis
+    env = sundial_env(db, redis, namespace, SUNDIAL_HANDLERS=HANDLERS, SUNDIAL_SHUTDOWN_GRACE_SECONDS="10")
+    first = operator_for(env, replica="replica-a")
+    kubectl.apply(fanout("nightly", namespace, endpoint, 1500, parallelism=10, ms=10))
+
+    def midway() -> RunRecord | None:
+        run = the_run(db, namespace, "nightly")
+        if run is None or run.status != "Running":
+            return None
+        return run if item_counts(db, run.id)[ItemStatus.SUCCEEDED] >= 300 else None
+
+    run = wait_until(midway, timeout=120, interval=0.1, what="the run a fifth done")
+    assert first.stop() == 0
+    assert "Traceback" not in first.logs()
+    stopped = the_run(db, namespace, "nightly")
+    assert stopped is not None and stopped.status == "Running", "a detached fan-out run stays Running"
+    assert item_counts(db, run.id)[ItemStatus.RUNNING] == 0, "an item was left Running at shutdown"
+    operator_for(env, replica="replica-a")
+    done = wait_until(lambda: finished(db, namespace, "nightly"), timeout=120, what="the resumed run")
+    assert done.status == "Succeeded" and done.id == run.id, f"{done.status}: {done.error}"
+    stats = endpoint.stats()
+    assert set(stats["ok"]) == {f"k{i}" for i in range(1500)}
+    assert max(stats["calls"].values()) == 1, "an item finished before the shutdown ran again"

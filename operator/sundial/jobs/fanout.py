@@ -195,6 +195,7 @@ class FanoutJobType(JobType[FanoutJob]):
             if producer is not None and producer.done():
                 producer.result()  # a source that failed fails the run
             done_producing = producer is None or producer.done()
+            asked = time.monotonic()
             try:
                 counts = await asyncio.to_thread(items.counts, rid)
             except Exception as err:
@@ -210,7 +211,8 @@ class FanoutJobType(JobType[FanoutJob]):
             if stalled >= STALL_POLLS:
                 stalled = 0
                 await self._requeue_waiting(ctx, queue, items)
-            await asyncio.sleep(POLL)
+            # a run of millions of items: counting costs more, so it is asked less often
+            await asyncio.sleep(max(POLL, 10 * (time.monotonic() - asked)))
 
     async def _queue_empty(self, queue: ItemQueue, run_id: str) -> bool:
         try:
