@@ -295,3 +295,26 @@ def test_a_restarted_replica_resumes_its_run_and_no_item_runs_twice(
     stats = endpoint.stats()
     assert set(stats["ok"]) == {f"k{i}" for i in range(1500)}
     assert max(stats["calls"].values()) == 1, "an item finished before the shutdown ran again"
+
+
+def test_a_timed_out_run_hands_out_no_more_items(
+    kubectl: Kubectl,
+    namespace: str,
+    pg_redis: tuple[str, str],
+    operator_for: StartOperator,
+    endpoint: ItemEndpoint,
+) -> None:
+    db, redis = pg_redis
+    operator_for(sundial_env(db, redis, namespace, SUNDIAL_HANDLERS=HANDLERS), replica="replica-a")
+    config = fanout("slow", namespace, endpoint, 5000, parallelism=4, ms=100)
+    config["spec"]["timeoutSeconds"] = 4
+    kubectl.apply(config)
+    run = wait_until(lambda: finished(db, namespace, "slow"), timeout=60, what="the run to time out")
+    assert run.status == "TimedOut", f"{run.status}: {run.error}"
+    time.sleep(0.5)  # items in flight when it timed out finish (100 ms each)
+    calls = sum(endpoint.stats()["calls"].values())
+    time.sleep(2)
+    assert sum(endpoint.stats()["calls"].values()) == calls, "items were handed out after the timeout"
+    assert 0 < calls < 5000
+    counts = item_counts(db, run.id)
+    assert counts[ItemStatus.RUNNING] == 0 and counts[ItemStatus.SUCCEEDED] == calls

@@ -372,7 +372,8 @@ async def test_an_http_source_follows_its_next_links(db: str, redis_url: str) ->
 
 async def test_a_stopped_run_hands_out_no_more_items(db: str, redis_url: str) -> None:
     """Replace and timeouts: the engine calls cancel(), then cancels the attempt's task."""
-    jobs = await replicas(db, [RedisQueue(redis_url) for _ in range(2)], capacity=4)
+    queues: list[ItemQueue] = [RedisQueue(redis_url) for _ in range(2)]
+    jobs = await replicas(db, queues, capacity=4)
     SEEN.delay = 0.05
     config = spec(2000, parallelism=6)
     assert config.job.fanout is not None
@@ -389,6 +390,8 @@ async def test_a_stopped_run_hands_out_no_more_items(db: str, redis_url: str) ->
         await asyncio.sleep(1.0)
         assert sum(SEEN.calls.values()) == calls, "items were still handed out after the run stopped"
         counts = item_rows(db, run)
+        assert await queues[1].counts(run.id) is None, "the stopped run's entries are still queued"
+        assert run.id not in await queues[1].active()
     finally:
         await close(jobs)
     assert counts[ItemStatus.RUNNING] == 0, "an item in flight was neither finished nor handed back"

@@ -75,7 +75,6 @@ class FanoutJobType(JobType[FanoutJob]):
         self._workers: Workers | None = None
         self._http = HttpJobType()
         self._pools = Pools()
-        self._stopped: set[str] = set()
         self._grace = 30.0
 
     async def open(self, env: JobEnvironment) -> None:
@@ -117,12 +116,18 @@ class FanoutJobType(JobType[FanoutJob]):
         return await self._coordinate(spec, ctx)
 
     async def cancel(self, spec: FanoutJob, ctx: JobContext, reason: str) -> None:
-        self._stopped.add(ctx.run.id)
-        if self._queue is not None:
-            try:
-                await self._queue.stop(ctx.run.id)
-            except Exception as err:
-                log_fault(f"stopping the items of run {ctx.run.id}", err)
+        """Replace or timeout: no more items are handed out; those in hand finish and are recorded.
+
+        The engine cancels the attempt's task right after calling this (possibly before this
+        runs), so the run's entries are dropped here, not by the coordinator.
+        """
+        if self._queue is None:
+            return
+        try:
+            await self._queue.stop(ctx.run.id)
+            await self._queue.remove(ctx.run.id)
+        except Exception as err:
+            log_fault(f"stopping the items of run {ctx.run.id}", err)
 
     # ------------------------------------------------------------------ coordinating
     def _meta(self, spec: FanoutJob, ctx: JobContext) -> RunMeta:
@@ -144,6 +149,7 @@ class FanoutJobType(JobType[FanoutJob]):
             retry=spec.item_retry.model_dump(mode="json", by_alias=True),
             context=dict(ctx.context),
             deadline=time.time() + timeout,
+            grace=self._grace,
         )
 
     async def _coordinate(self, spec: FanoutJob, ctx: JobContext) -> Any:
@@ -151,17 +157,14 @@ class FanoutJobType(JobType[FanoutJob]):
         if queue is None or items is None or self._workers is None:
             raise JobFailed("fan-out jobs need the operator's run history and workers; none are running here")
         run_id, rid = ctx.run.id, uuid.UUID(ctx.run.id)
-        self._stopped.discard(run_id)
         progress = await asyncio.to_thread(items.progress, rid)
         complete = isinstance(progress, dict) and bool(progress.get("sourceComplete"))
         await queue.create(run_id, self._meta(spec, ctx))
         producer = None if complete else asyncio.create_task(self._produce(spec, ctx, queue, items))
         try:
+            # cancelled: by Replace or a timeout (cancel() drops the entries) or detached at
+            # shutdown (the other replicas' workers go on; the next coordinator resumes)
             counts = await self._follow(ctx, queue, items, producer)
-        except asyncio.CancelledError:
-            if run_id in self._stopped:  # Replace or timeout: the run is over, its entries go
-                await asyncio.shield(self._forget(run_id))
-            raise  # else detached at shutdown: the workers of the other replicas go on
         finally:
             if producer is not None and not producer.done():
                 producer.cancel()
@@ -179,7 +182,6 @@ class FanoutJobType(JobType[FanoutJob]):
         )
 
     async def _forget(self, run_id: str) -> None:
-        self._stopped.discard(run_id)
         if self._queue is not None:
             try:
                 await self._queue.remove(run_id)

@@ -72,10 +72,10 @@ class ItemRunner:
         try:
             if remaining <= 0:
                 raise JobFailed("the run's timeoutSeconds passed before the item started")
-            async with asyncio.timeout(remaining):
+            async with asyncio.timeout(remaining + meta.grace):
                 await self._attempt(self.each(run_id, meta), ctx)
         except TimeoutError:
-            return "the run's timeoutSeconds passed while the item ran"
+            return "the item ran past the run's timeoutSeconds and the grace period after it"
         except JobFailed as err:
             return _cut(redact(str(err), ctx.secrets_seen))
         except TemplateFailed as err:

@@ -49,6 +49,8 @@ class RunMeta:
     context: dict[str, Any]
     deadline: float
     """Epoch seconds after which no item of the run starts (the run's ``timeoutSeconds``)."""
+    grace: float = 30.0
+    """Seconds an item in flight at the deadline may still take (the shutdown grace period)."""
 
 
 class ItemQueue(abc.ABC):
