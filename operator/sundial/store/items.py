@@ -103,9 +103,27 @@ class RunItems:
         """Write outcomes in one transaction; returns the keys whose outcome counted (the last attempt's)."""
         c = cron_run_items.c
         applied: set[str] = set()
+        # successes (nearly all of them) in one statement per chunk; failures carry their own error
+        plain = [o for o in outcomes if o.error is None]
         with self._engine.begin() as conn:
+            for status in {o.status for o in plain}:
+                pairs = [(o.key, o.attempts) for o in plain if o.status == status]
+                for chunk in rows.chunks(pairs):
+                    stmt = (
+                        sa.update(cron_run_items)
+                        .where(
+                            c.run_id == run_id,
+                            sa.tuple_(c.item_key, c.attempts).in_(chunk),
+                            c.status == ItemStatus.RUNNING.value,
+                        )
+                        .values(status=status.value, error=None, updated_at=at)
+                        .returning(c.item_key)
+                    )
+                    applied.update(conn.execute(stmt).scalars())
             for outcome in outcomes:
-                stmt = (
+                if outcome.error is None:
+                    continue
+                failed = (
                     sa.update(cron_run_items)
                     .where(
                         c.run_id == run_id,
@@ -115,7 +133,7 @@ class RunItems:
                     )
                     .values(status=outcome.status.value, error=outcome.error, updated_at=at)
                 )
-                if conn.execute(stmt).rowcount:
+                if conn.execute(failed).rowcount:
                     applied.add(outcome.key)
         return applied
 
