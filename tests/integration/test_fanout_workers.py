@@ -396,3 +396,22 @@ async def test_a_stopped_run_hands_out_no_more_items(db: str, redis_url: str) ->
         await close(jobs)
     assert counts[ItemStatus.RUNNING] == 0, "an item in flight was neither finished nor handed back"
     assert counts[ItemStatus.SUCCEEDED] == calls < 2000
+
+
+async def test_the_embedded_default_sqlite_and_no_redis(tmp_path: Any) -> None:
+    """One replica with the embedded defaults: the history in SQLite, the in-process queue."""
+    db = f"sqlite:///{tmp_path}/history.db"
+    migrate.upgrade(db)
+    jobs = await replicas(db, [LocalQueue()])
+    SEEN.poisoned = {"k5"}
+    config = spec(400, parallelism=5, limit=1)
+    assert config.job.fanout is not None
+    run = claim_run(db)
+    try:
+        with pytest.raises(JobFailed, match="399 of 400 items succeeded"):
+            await asyncio.wait_for(jobs[0].run(config.job.fanout, context(run, config)), 60)
+    finally:
+        await close(jobs)
+    assert SEEN.peak <= 5 and SEEN.calls["k5"] == 2
+    assert item_rows(db, run)[ItemStatus.DEAD_LETTERED] == 1
+    assert len(SEEN.successes) == 399 and max(SEEN.successes.values()) == 1
