@@ -415,3 +415,22 @@ async def test_the_embedded_default_sqlite_and_no_redis(tmp_path: Any) -> None:
     assert SEEN.peak <= 5 and SEEN.calls["k5"] == 2
     assert item_rows(db, run)[ItemStatus.DEAD_LETTERED] == 1
     assert len(SEEN.successes) == 399 and max(SEEN.successes.values()) == 1
+
+
+async def test_an_http_source_refuses_the_metadata_endpoint() -> None:
+    import aiohttp
+
+    from sundial.jobs import fanoutsource
+    from sundial.jobs.sqlpools import Pools
+    from sundial.models.spec import FanoutSource
+
+    source = FanoutSource.model_validate({"http": {"url": "http://169.254.169.254/latest/", "method": "GET"}})
+    run = RunInfo(
+        "00000000-0000-0000-0000-000000000001", "uid", "ns", "fan", 1, dt.datetime.now(dt.UTC), 1, "Manual"
+    )
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(JobFailed, match=r"refusing to call link-local address 169\.254\.169\.254"):
+            async for _ in fanoutsource.batches(
+                source, context(run, spec(1)), pools=Pools(), session=session
+            ):
+                pass

@@ -76,12 +76,14 @@ class FanoutJobType(JobType[FanoutJob]):
         self._http = HttpJobType()
         self._pools = Pools()
         self._grace = 30.0
+        self._allow_link_local = False
 
     async def open(self, env: JobEnvironment) -> None:
         settings = env.settings
         await self._http.open(env)
         self._items = env.items
         self._grace = settings.shutdown_grace_seconds
+        self._allow_link_local = settings.allow_link_local
         if self._queue_override is not None:
             self._queue = self._queue_override
         elif settings.redis_url:
@@ -250,7 +252,9 @@ class FanoutJobType(JobType[FanoutJob]):
     async def _produce(self, spec: FanoutJob, ctx: JobContext, queue: ItemQueue, items: ItemStore) -> None:
         rid, run_id = uuid.UUID(ctx.run.id), ctx.run.id
         session = self._http.session
-        async for batch in fanoutsource.batches(spec.source, ctx, pools=self._pools, session=session):
+        async for batch in fanoutsource.batches(
+            spec.source, ctx, pools=self._pools, session=session, allow_link_local=self._allow_link_local
+        ):
             try:
                 keyed = [(key_of(item, spec.item_key), item) for item in batch]
             except BadItem as err:

@@ -25,6 +25,7 @@ from jsonpath_ng.ext.parser import parse as parse_jsonpath
 
 from sundial.jobs import registry, sqlresult
 from sundial.jobs.context import JobContext, JobFailed
+from sundial.jobs.http import refuse_link_local
 from sundial.jobs.sql import first_line
 from sundial.jobs.sqlpools import Pools, passwords
 from sundial.models.spec import FanoutSource, HandlerJob, HttpSource, SqlJob
@@ -59,7 +60,12 @@ def _flatten(value: Any) -> list[Any]:
 
 
 async def batches(
-    source: FanoutSource, ctx: JobContext, *, pools: Pools, session: aiohttp.ClientSession | None
+    source: FanoutSource,
+    ctx: JobContext,
+    *,
+    pools: Pools,
+    session: aiohttp.ClientSession | None,
+    allow_link_local: bool = False,
 ) -> AsyncIterator[list[Any]]:
     if source.handler is not None:
         async for batch in _handler(source.handler, ctx):
@@ -70,7 +76,7 @@ async def batches(
     elif source.http is not None:
         if session is None:
             raise RuntimeError("the fan-out job type was not opened")
-        async for batch in _http(source.http, ctx, session):
+        async for batch in _http(source.http, ctx, session, allow_link_local):
             yield batch
 
 
@@ -168,7 +174,7 @@ async def _sql(spec: SqlJob, ctx: JobContext, pools: Pools) -> AsyncIterator[lis
 
 
 async def _http(
-    spec: HttpSource, ctx: JobContext, session: aiohttp.ClientSession
+    spec: HttpSource, ctx: JobContext, session: aiohttp.ClientSession, allow_link_local: bool
 ) -> AsyncIterator[list[Any]]:
     where = "spec.job.fanout.source.http"
     try:
@@ -191,6 +197,8 @@ async def _http(
     for _page in range(MAX_PAGES):
         if url is None:
             return
+        if not allow_link_local:
+            await refuse_link_local(url)  # every page: a next link may point anywhere
         try:
             async with session.request(
                 method, url, headers=headers, data=data, allow_redirects=False

@@ -25,7 +25,7 @@ def is_link_local(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> boo
     return address in LINK_LOCAL or (address.version == 6 and address.is_link_local)
 
 
-async def _refuse_link_local(url: str) -> None:
+async def refuse_link_local(url: str) -> None:
     host = urlsplit(url).hostname or ""
     loop = asyncio.get_running_loop()
     try:
@@ -70,7 +70,7 @@ class HttpJobType(JobType[HttpJob]):
             raise RuntimeError("the http job type was not opened")
         url, method = spec.url, str(spec.method)
         if not self._allow_link_local:
-            await _refuse_link_local(url)
+            await refuse_link_local(url)
         headers = {str(k): str(v) for k, v in (spec.headers or {}).items()}
         for ref in spec.headers_from or ():
             headers[ref.name] = await ctx.secret(ref.secret_key_ref.name, ref.secret_key_ref.key)
