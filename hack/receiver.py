@@ -12,8 +12,11 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+        item = self.headers.get("X-Sundial-Item")  # fan-out items: the item's key
         print(
-            f"receiver {stamp} {self.command} {self.path} slot={self.headers.get('X-Sundial-Slot')} {body!r}",
+            f"receiver {stamp} {self.command} {self.path} slot={self.headers.get('X-Sundial-Slot')}"
+            + (f" item={item}" if item else "")
+            + f" {body!r}",
             flush=True,
         )
         self.send_response(200)

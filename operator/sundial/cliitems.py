@@ -92,7 +92,8 @@ def cmd_requeue(args: argparse.Namespace) -> int:
         print(f"no dead-lettered items for {args.namespace}/{args.name}; nothing requeued")
         return 0
     for run_id, n in moved.items():
-        print(f"run {run_id}: {n} items requeued; an operator resumes the run and records its new outcome")
+        what = "1 item" if n == 1 else f"{n} items"
+        print(f"run {run_id}: {what} requeued; an operator resumes the run and records its new outcome")
     return 0
 
 

@@ -36,9 +36,9 @@ class Settings(BaseSettings):
     lease_ttl_seconds: float = 10.0
     """Lifetime of a lease without renewal: how long a dead replica's work waits before takeover."""
     shutdown_grace_seconds: float = 30.0
+    """On SIGTERM, how long running attempts may continue before they are cancelled."""
     fanout_workers: int = Field(default=100, ge=1, le=10000)
     """Fan-out items executing at once on this replica (each run's ``parallelism`` bounds all replicas)."""
-    """On SIGTERM, how long running attempts may continue before they are cancelled."""
     http_port: int = 8080
     """Port of /healthz and /metrics."""
     http_host: str = "0.0.0.0"

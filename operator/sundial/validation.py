@@ -373,6 +373,12 @@ def _check_job(
     else:
         for finding in job_type.check(spec.job.selected, known_handlers=known_handlers):
             (report.warning if finding.warning else report.problem)(finding.path, finding.message)
+    if spec.job.fanout is not None and spec.retry.limit > 0:
+        report.warning(
+            "spec.retry.limit",
+            "a retry of a fan-out run is a new run: its source is read again and every item runs again; "
+            "spec.job.fanout.itemRetry retries the items that failed",
+        )
     if known_handlers is not None:
         for path, name in _handler_refs(spec.job):
             _check_handler_name(path, name, known_handlers, report)

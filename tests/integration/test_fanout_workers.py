@@ -434,3 +434,31 @@ async def test_an_http_source_refuses_the_metadata_endpoint() -> None:
                 source, context(run, spec(1)), pools=Pools(), session=session
             ):
                 pass
+
+
+async def test_an_http_source_never_follows_a_next_link_to_another_origin(db: str, redis_url: str) -> None:
+    """The source's headers carry its secrets: a page may not send them to another host."""
+    from aiohttp import web
+
+    async def page(request: web.Request) -> web.Response:
+        other = f"http://localhost:{request.url.port}/due?page=1"  # the same server, another origin
+        return web.json_response([{"id": "k1"}], headers={"Link": f'<{other}>; rel="next"'})
+
+    app = web.Application()
+    app.add_routes([web.get("/due", page)])
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    jobs = await replicas(db, [RedisQueue(redis_url)])
+    config = with_source(spec(0), {"http": {"url": f"http://127.0.0.1:{port}/due", "method": "GET"}})
+    assert config.job.fanout is not None
+    run = claim_run(db)
+    try:
+        with pytest.raises(JobFailed, match="links its next page to another origin"):
+            await asyncio.wait_for(jobs[0].run(config.job.fanout, context(run, config)), 30)
+        assert run.id not in await jobs[0]._queue.active()  # type: ignore[union-attr]
+    finally:
+        await close(jobs)
+        await runner.cleanup()

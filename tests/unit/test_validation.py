@@ -249,7 +249,16 @@ def test_shape_problems(obj: dict[str, Any], message: str) -> None:
     assert message in result.problems
 
 
-def test_unsupported_job_types_are_rejected_with_the_field() -> None:
+def test_fanout_jobs_are_supported() -> None:
+    fanout = {"source": {"handler": {"name": "sundial.noop"}}, "each": {"handler": {"name": "sundial.noop"}}}
+    assert warnings(job={"fanout": fanout}) == []
+
+
+def test_unsupported_job_types_are_rejected_with_the_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sundial.jobs import kinds
+    from sundial.models.spec import JobKind
+
+    monkeypatch.delitem(kinds.JOB_TYPES, JobKind.FANOUT)  # a build without the fan-out job type
     fanout = {"source": {"handler": {"name": "sundial.noop"}}, "each": {"handler": {"name": "sundial.noop"}}}
     found = problems(job={"fanout": fanout})
     assert found == [

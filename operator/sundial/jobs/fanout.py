@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import time
 import uuid
@@ -36,10 +37,11 @@ from sundial.jobs.fanoutworkers import Workers
 from sundial.jobs.http import HttpJobType
 from sundial.jobs.itemkeys import BadItem, key_of
 from sundial.jobs.itemstore import ItemStore
+from sundial.jobs.sql import SqlJobType
 from sundial.jobs.sqlpools import Pools
 from sundial.models.runs import ItemStatus
 from sundial.models.spec import FanoutJob, JobKind
-from sundial.retrying import log_fault
+from sundial.retrying import log_fault, retry_call
 
 log = logging.getLogger("sundial.fanout")
 
@@ -167,6 +169,11 @@ class FanoutJobType(JobType[FanoutJob]):
             # cancelled: by Replace or a timeout (cancel() drops the entries) or detached at
             # shutdown (the other replicas' workers go on; the next coordinator resumes)
             counts = await self._follow(ctx, queue, items, producer)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:  # the source failed: the run is over, its items are handed out no more
+            await self._forget(run_id)
+            raise
         finally:
             if producer is not None and not producer.done():
                 producer.cancel()
@@ -214,7 +221,10 @@ class FanoutJobType(JobType[FanoutJob]):
             stalled = stalled + 1 if waiting and await self._queue_empty(queue, ctx.run.id) else 0
             if stalled >= STALL_POLLS:
                 stalled = 0
-                await self._requeue_waiting(ctx, queue, items)
+                try:
+                    await self._requeue_waiting(ctx, queue, items)
+                except Exception as err:  # Redis or the database is out: asked again at the next stall
+                    log_fault(f"queueing the waiting items of run {ctx.run.id} again", err)
             # a run of millions of items: counting costs more, so it is asked less often
             await asyncio.sleep(max(POLL, 10 * (time.monotonic() - asked)))
 
@@ -230,16 +240,17 @@ class FanoutJobType(JobType[FanoutJob]):
         """Items the history holds as waiting and the queue lost: queued again, page by page."""
         rid, run_id = uuid.UUID(ctx.run.id), ctx.run.id
         counts = await queue.counts(run_id)
-        # the queue itself is gone (Redis lost it): nobody holds an entry, so Running items are orphans
-        orphans = counts is None
-        if orphans:
+        if counts is None:  # the queue itself is gone (Redis lost it, a requeue after the run ended)
             await queue.create(run_id, self._meta_again(ctx))
+        elif sum(counts):
+            return  # entries appeared since the last look
+        # nobody holds an entry of the run: items the history holds as Running are orphans too
         after, total = "", 0
         while True:
-            keys = await asyncio.to_thread(items.unfinished, rid, after=after, running=orphans)
+            keys = await asyncio.to_thread(items.unfinished, rid, after=after, running=True)
             if not keys:
                 break
-            await queue.add(run_id, keys, takeover=orphans)
+            await queue.add(run_id, keys, takeover=True)
             total += len(keys)
             after = keys[-1]
         if total:
@@ -260,14 +271,24 @@ class FanoutJobType(JobType[FanoutJob]):
             except BadItem as err:
                 raise JobFailed(f"spec.job.fanout.source: {err}") from None
             while True:
-                counts = await queue.counts(run_id)
+                counts = await retry_call(lambda: queue.counts(run_id), what="reading the fan-out backlog")
                 if counts is None or counts[0] + counts[2] < BACKLOG:
                     break
                 await asyncio.sleep(0.05)
-            waiting = await asyncio.to_thread(items.add, rid, keyed, dt.datetime.now(dt.UTC))
-            await queue.add(run_id, waiting)
-        total = sum((await asyncio.to_thread(items.counts, rid)).values())
-        await asyncio.to_thread(items.set_progress, rid, {"items": {"total": total}, "sourceComplete": True})
+            # an outage of either store waits here (the source waits with it), it does not fail the run
+            waiting = await retry_call(
+                functools.partial(asyncio.to_thread, items.add, rid, keyed, dt.datetime.now(dt.UTC)),
+                what="recording fan-out items",
+            )
+            await retry_call(functools.partial(queue.add, run_id, waiting), what="queueing fan-out items")
+        counts_now = await retry_call(lambda: asyncio.to_thread(items.counts, rid), what="counting items")
+        total = sum(counts_now.values())
+        await retry_call(
+            lambda: asyncio.to_thread(
+                items.set_progress, rid, {"items": {"total": total}, "sourceComplete": True}
+            ),
+            what="recording that the source is read",
+        )
         ctx.capture.info(f"the source yielded {total} items")
 
     # ------------------------------------------------------------------ validation
@@ -281,8 +302,54 @@ class FanoutJobType(JobType[FanoutJob]):
                 yield Finding(path, f"no handler named {handler.name!r} is registered (known: {known})")
         http = spec.each.http
         if http is not None:
-            texts = {"url": http.url, **{f"headers.{k}": v for k, v in (http.headers or {}).items()}}
-            for field, text in texts.items():
-                problem = templating.check(text, f"spec.job.fanout.each.http.{field}")
+            where = "spec.job.fanout.each.http"
+            texts: dict[str, Any] = {
+                "url": http.url,
+                **{f"headers.{k}": v for k, v in (http.headers or {}).items()},
+            }
+            texts.update(_strings(http.body, "body"))
+            for name, text in texts.items():
+                problem = templating.check(text, f"{where}.{name}")
                 if problem:
-                    yield Finding(problem.split(": ", 1)[0], problem.split(": ", 1)[1])
+                    path, message = problem.split(": ", 1)
+                    yield Finding(path, message)
+        # what the http and sql job types say of the same fields, under their fan-out paths
+        parts: list[tuple[str, str, Iterable[Finding]]] = []
+        if spec.source.http is not None:
+            parts.append(
+                (
+                    "spec.job.http",
+                    "spec.job.fanout.source.http",
+                    self._http.check(spec.source.http, known_handlers=None),
+                )
+            )
+        if spec.source.sql is not None:
+            parts.append(
+                (
+                    "spec.job.sql",
+                    "spec.job.fanout.source.sql",
+                    SqlJobType().check(spec.source.sql, known_handlers=None),
+                )
+            )
+        if http is not None:
+            parts.append(
+                ("spec.job.http", "spec.job.fanout.each.http", self._http.check(http, known_handlers=None))
+            )
+        for old, new, findings in parts:
+            for f in findings:
+                path = new + f.path[len(old) :] if f.path.startswith(old) else f.path
+                yield Finding(path, f.message, warning=f.warning)
+
+
+def _strings(value: Any, where: str) -> dict[str, str]:
+    """Every string inside a JSON-like body, by its path: each is a template."""
+    if isinstance(value, str):
+        return {where: value}
+    out: dict[str, str] = {}
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out.update(_strings(v, f"{where}.{k}"))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out.update(_strings(v, f"{where}[{i}]"))
+    return out

@@ -17,6 +17,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import sqlalchemy as sa
@@ -26,7 +27,7 @@ from jsonpath_ng.ext.parser import parse as parse_jsonpath
 from sundial.jobs import registry, sqlresult
 from sundial.jobs.context import JobContext, JobFailed
 from sundial.jobs.http import refuse_link_local
-from sundial.jobs.sql import first_line
+from sundial.jobs.sql import first_line, prelude
 from sundial.jobs.sqlpools import Pools, passwords
 from sundial.models.spec import FanoutSource, HandlerJob, HttpSource, SqlJob
 
@@ -53,6 +54,11 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, bytes | memoryview):
         return bytes(value).hex()
     return str(value)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 def _flatten(value: Any) -> list[Any]:
@@ -153,6 +159,12 @@ async def _sql(spec: SqlJob, ctx: JobContext, pools: Pools) -> AsyncIterator[lis
     try:
         conn = await asyncio.to_thread(pool.engine.connect)
         try:
+            # like a sql job: one transaction, read-only if asked, bounded by the run's timeout
+            await asyncio.to_thread(conn.begin)
+            mariadb = bool(getattr(conn.dialect, "is_mariadb", False))
+            timeout_ms = ctx.config.timeout_seconds * 1000 if ctx.config is not None else None
+            for line in prelude(conn.dialect.name, mariadb, spec.read_only, timeout_ms):
+                await asyncio.to_thread(conn.exec_driver_sql, line)
             result = await asyncio.to_thread(
                 lambda: conn.execution_options(stream_results=True, yield_per=BATCH).execute(clause, params)
             )
@@ -226,6 +238,12 @@ async def _http(
         for i in range(0, len(items), BATCH):
             yield items[i : i + BATCH]
         next_url = link.get("url") if link else None
+        if next_url is not None and _origin(str(next_url)) != _origin(spec.url):
+            # the request carries the source's headers, secrets included: only to where they were meant for
+            raise JobFailed(
+                f"{where}: {url} links its next page to another origin ({_origin(str(next_url))}); "
+                "a source's pages must be served by the host of its url"
+            )
         url = str(next_url) if next_url else None
         if url is not None:
             method, data = "GET", None

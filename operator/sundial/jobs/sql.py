@@ -59,7 +59,7 @@ def _error_code(err: sa.exc.DBAPIError) -> object:
     return code
 
 
-def _prelude(backend: str, mariadb: bool, read_only: bool, timeout_ms: int | None) -> list[str]:
+def prelude(backend: str, mariadb: bool, read_only: bool, timeout_ms: int | None) -> list[str]:
     """Statements that make the attempt's transaction read-only and bounded, per database.
 
     SQLite has no statement timeout: the engine's timer and ``interrupt()`` stop it.
@@ -155,10 +155,10 @@ def execute(
             conn.invalidate()
             raise JobFailed("cancelled before the statement started")
         dialect = conn.dialect
-        prelude = _prelude(dialect.name, bool(getattr(dialect, "is_mariadb", False)), read_only, timeout_ms)
+        first = prelude(dialect.name, bool(getattr(dialect, "is_mariadb", False)), read_only, timeout_ms)
         try:
             with conn.begin():
-                for line in prelude:
+                for line in first:
                     conn.exec_driver_sql(line)
                 result = conn.execute(clause, params)
                 out: dict[str, Any] = {"rowsAffected": result.rowcount}

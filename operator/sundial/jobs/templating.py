@@ -14,7 +14,40 @@ import jinja2
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-_ENV = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+MAX_RESULT = 65536
+"""Longest string or list one ``*`` may make; and a rendered template is cut off there as well."""
+MAX_EXPONENT = 1000
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja2's sandbox, with ``*`` and ``**`` bounded: ``{{ 'x' * 10**10 }}`` must not take the
+    operator's memory. Intercepted operators are also never folded at compile time, so a check in
+    the webhook cannot be made to allocate either."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            if isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
+                raise SecurityError(f"exponent {right} is larger than {MAX_EXPONENT}")
+            if (
+                isinstance(left, int)
+                and isinstance(right, int)
+                and left.bit_length() * right > MAX_RESULT * 4
+            ):
+                raise SecurityError("a power with more than 65536 digits is refused")
+            return left**right
+        for seq, times in ((left, right), (right, left)):
+            if (
+                isinstance(seq, str | list | tuple)
+                and isinstance(times, int)
+                and len(seq) * times > MAX_RESULT
+            ):
+                raise SecurityError(f"a repeated value longer than {MAX_RESULT} is refused")
+        return left * right
+
+
+_ENV = _Sandbox(undefined=jinja2.StrictUndefined, autoescape=False)
 
 
 class TemplateFailed(ValueError):
@@ -30,13 +63,18 @@ def render_text(text: str, values: dict[str, Any], where: str) -> str:
     if "{" not in text:  # nothing to render: the common literal header or URL
         return text
     try:
-        return _compile(text).render(values)
+        rendered = _compile(text).render(values)
     except jinja2.UndefinedError as err:
         raise TemplateFailed(f"{where}: {err}") from None
     except SecurityError as err:
         raise TemplateFailed(f"{where}: refused by the template sandbox: {err}") from None
     except jinja2.TemplateError as err:
         raise TemplateFailed(f"{where}: {type(err).__name__}: {err}") from None
+    except (ArithmeticError, TypeError, ValueError) as err:
+        raise TemplateFailed(f"{where}: {type(err).__name__}: {err}") from None
+    if len(rendered) > MAX_RESULT:
+        raise TemplateFailed(f"{where}: renders to more than {MAX_RESULT} characters")
+    return rendered
 
 
 def render(value: Any, values: dict[str, Any], where: str) -> Any:
@@ -56,4 +94,6 @@ def check(text: str, where: str) -> str | None:
         _compile(text)
     except jinja2.TemplateSyntaxError as err:
         return f"{where}: template syntax error: {err.message} (line {err.lineno})"
+    except Exception as err:  # compiling must never take the webhook down, whatever the text
+        return f"{where}: not a usable template: {type(err).__name__}: {err}"
     return None

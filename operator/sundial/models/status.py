@@ -104,13 +104,13 @@ class LastRun(StatusModel):
 class ItemCounts(StatusModel):
     """A fan-out run's items by status."""
 
-    total: Annotated[StrictInt, Field(ge=0)] = 0
-    succeeded: Annotated[StrictInt, Field(ge=0)] = 0
-    failed: Annotated[StrictInt, Field(ge=0)] = 0
+    total: Annotated[StrictInt, Field(ge=0)] | None = None
+    succeeded: Annotated[StrictInt, Field(ge=0)] | None = None
+    failed: Annotated[StrictInt, Field(ge=0)] | None = None
     """Items whose last attempt failed and whose retry is due."""
-    dead_lettered: Annotated[StrictInt, Field(ge=0)] = 0
-    pending: Annotated[StrictInt, Field(ge=0)] = 0
-    running: Annotated[StrictInt, Field(ge=0)] = 0
+    dead_lettered: Annotated[StrictInt, Field(ge=0)] | None = None
+    pending: Annotated[StrictInt, Field(ge=0)] | None = None
+    running: Annotated[StrictInt, Field(ge=0)] | None = None
 
 
 class ActiveRun(StatusModel):

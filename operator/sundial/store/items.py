@@ -51,7 +51,9 @@ class RunItems:
         """
         if not items:
             return []
-        unique = dict(items)
+        unique: dict[str, Any] = {}
+        for key, item in items:
+            unique.setdefault(key, item)  # the first of a key wins, as across batches
         c = cron_run_items.c
         with self._engine.begin() as conn:
             conn.execute(
