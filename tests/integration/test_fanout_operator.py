@@ -209,7 +209,7 @@ def test_a_poisoned_item_is_dead_lettered_then_requeued_under_the_same_run(
 
     endpoint.poison([])
     out = sundial_cli(db, "requeue", "charge", "-n", namespace).stdout
-    assert f"run {run.id}: 1 items requeued" in out
+    assert f"run {run.id}: 1 item requeued" in out
 
     def again() -> RunRecord | None:
         latest = the_run(db, namespace, "charge")
