@@ -30,7 +30,9 @@ from sundial.retrying import log_fault
 log = logging.getLogger("sundial.fanout")
 
 IDLE_POLL = 0.1
-"""How often an idle replica looks for entries (runs in progress are few: one read each)."""
+"""How often a replica with runs in progress looks for their entries (one read per run)."""
+QUIET_POLL = 0.5
+"""How often a replica looks for runs when none is in progress (a new run waits at most this long)."""
 RECLAIM_SECONDS = 2.0
 FLUSH_DELAY = 0.01
 """Outcomes finished within this long of each other are written in one transaction."""
@@ -108,16 +110,17 @@ class Workers:
 
     async def _drain(self) -> None:
         while self._pending.done or self._pending.acks:
-            await self._write(self._take())
+            if not await self._write(self._take()):
+                await asyncio.sleep(0.5)  # a store is down: try again until the shutdown gives up
 
     # ------------------------------------------------------------------ reading
     async def _read_loop(self) -> None:
         last_touch = last_reclaim = time.monotonic()
-        failing = False
+        failing = busy = False
         while not self._stopping:
             try:
                 reclaim = time.monotonic() - last_reclaim >= RECLAIM_SECONDS
-                await self._read_all(reclaim)
+                busy = await self._read_all(reclaim)
                 if reclaim:
                     last_reclaim = time.monotonic()
                 if time.monotonic() - last_touch >= TOUCH_SECONDS:
@@ -131,9 +134,10 @@ class Workers:
                 await asyncio.sleep(1.0)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=IDLE_POLL)
+                await asyncio.wait_for(self._wake.wait(), timeout=IDLE_POLL if busy else QUIET_POLL)
 
-    async def _read_all(self, reclaim: bool) -> None:
+    async def _read_all(self, reclaim: bool) -> bool:
+        """Read what every run in progress has for this replica; whether any run is in progress."""
         active = await self._queue.active()
         now = time.time()
         for run_id, meta in active.items():
@@ -155,6 +159,7 @@ class Workers:
             if run_id not in active and not self._in_hand[run_id]:
                 del self._in_hand[run_id]
                 self._runner.forget(run_id)
+        return bool(active) or any(self._in_hand.values())
 
     def _hold(self, run_id: str, got: list[Delivery]) -> None:
         self._in_hand.setdefault(run_id, set()).update(d.entry for d in got)
