@@ -5,9 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 CHAOS_ARGS ?=  # e.g. CHAOS_ARGS="--seed 7 --json chaos.json"
+FANOUT_ARGS ?=  # e.g. FANOUT_ARGS="--items 20000 --json fanout.json" (default: 1,000,000 items)
 
 .PHONY: test demo deps system-deps venv binaries lint typecheck pytest cluster-up cluster-down \
-        bench-quick chaos manifests clean
+        bench-quick bench-fanout chaos manifests clean
 
 test: lint typecheck deps pytest  ## everything CI runs (cheap checks first)
 
@@ -48,6 +49,9 @@ demo: deps  ## local control plane + operator (embedded defaults) + example Cron
 
 bench-quick: deps
 	$(BIN)/python bench/fire_lag.py --configs 1000 --seconds 60
+
+bench-fanout: deps  ## one fan-out run of a 1,000,000-item source in process: RSS every second, flat or not
+	$(BIN)/python bench/fanout_memory.py $(FANOUT_ARGS)
 
 chaos: deps  ## 200 CronConfigs through 3 minutes of kills and outages; exit 1 on any wrong slot
 	$(BIN)/python bench/chaos.py $(CHAOS_ARGS)

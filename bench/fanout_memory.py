@@ -25,16 +25,18 @@ import json
 import logging
 import os
 import platform
+import subprocess
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import IO, Any, cast
 
 import redis as redis_sync
-from common import BenchFailure, rss_mib, run
+from common import ROOT, BenchFailure, rss_mib, run
 from tests.support import services
 
 from sundial.jobs import registry
@@ -87,7 +89,7 @@ async def _each(ctx: JobContext) -> None:
     CALLS.each += 1
 
 
-@dataclass
+@dataclass(slots=True)
 class Sample:
     elapsed: float
     succeeded: int
@@ -100,16 +102,19 @@ class Sample:
 class Sampler:
     """A background thread: every ``interval`` s the process RSS, the items succeeded, Redis memory.
 
-    Its own engine and Redis connection, so it takes nothing from the pools the job type uses.
+    Its own engine and Redis connection, so it takes nothing from the pools the job type uses. It
+    keeps the peaks and the last row only: the rows go to stdout and to an unnamed temporary file
+    (``file``, read back by :meth:`rows` after the run, for ``--json``), so nothing grows in memory.
     """
 
     db_url: str
     redis_url: str
     run_id: uuid.UUID
+    file: IO[str]
+    """Where the rows go, one JSON line each."""
     interval: float = 1.0
-    samples: list[Sample] = field(default_factory=list)
-    """One per second (not per item): the table, and ``--json``."""
     peak_rss: float = 0.0
+    peak_redis: float = 0.0
     rss_at_first: float | None = None
     succeeded_at_first: int = 0
     elapsed_at_first: float = 0.0
@@ -138,6 +143,11 @@ class Sampler:
         self._redis.close()
         self._store.close()
 
+    def rows(self) -> list[dict[str, Any]]:
+        """Every row of the table, read back from the file (after the run: it is not measured)."""
+        self.file.seek(0)
+        return [json.loads(line) for line in self.file]
+
     def _loop(self) -> None:
         while not self._stop.wait(self.interval - (time.monotonic() - self._start) % self.interval):
             self.sample()
@@ -159,9 +169,10 @@ class Sampler:
             else 0.0
         )
         row = Sample(round(elapsed, 1), succeeded, round(rate, 1), round(rss, 1), round(redis_mib, 1))
-        self.samples.append(row)
+        self.file.write(json.dumps(asdict(row)) + "\n")
         self.last = row
         self.peak_rss = max(self.peak_rss, rss)
+        self.peak_redis = max(self.peak_redis, redis_mib)
         if self.rss_at_first is None and succeeded >= FIRST:
             self.rss_at_first, self.succeeded_at_first, self.elapsed_at_first = rss, succeeded, elapsed
         print(
@@ -237,18 +248,21 @@ async def _bench(args: argparse.Namespace, db_url: str, redis_url: str) -> dict[
     info = _claim(db_url)
     ctx = JobContext(run=info, context={}, capture=Capture(), read_secret=_no_secret, config=config)
     rss_before = rss_mib(os.getpid())
-    sampler = Sampler(db_url, redis_url, uuid.UUID(info.id))
-    sampler.start()
-    t0 = time.monotonic()
-    try:
-        result = await asyncio.wait_for(jobs[0].run(fanout, ctx), args.timeout)
-        duration = time.monotonic() - t0
-    finally:
-        sampler.stop()
-        for job in jobs:
-            await job.close()
-        for store in stores:
-            store.close()
+    with tempfile.TemporaryFile("w+") as rows:
+        sampler = Sampler(db_url, redis_url, uuid.UUID(info.id), rows)
+        sampler.start()
+        t0 = time.monotonic()
+        try:
+            result = await asyncio.wait_for(jobs[0].run(fanout, ctx), args.timeout)
+            duration = time.monotonic() - t0
+        finally:
+            sampler.stop()
+            hwm = rss_mib(os.getpid(), "VmHWM:")
+            for job in jobs:
+                await job.close()
+            for store in stores:
+                store.close()
+        samples = sampler.rows()
     shown = result["items"]
     if shown["succeeded"] != args.items or shown["total"] != args.items:
         raise BenchFailure(f"expected {args.items} items to succeed, the run says {shown}")
@@ -271,14 +285,14 @@ async def _bench(args: argparse.Namespace, db_url: str, redis_url: str) -> dict[
         "items_per_s_after_first_10k": None if steady is None else round(steady, 1),
         "rss_before_run_mib": round(rss_before, 1),
         "rss_peak_sampled_mib": round(sampler.peak_rss, 1),
-        "rss_hwm_mib": round(rss_mib(os.getpid(), "VmHWM:"), 1),
+        "rss_hwm_mib": round(hwm, 1),
         "rss_at_10k_mib": None if at_first is None else round(at_first, 1),
         "succeeded_at_10k_sample": sampler.succeeded_at_first,
         "rss_end_mib": end.rss_mib,
         "rss_growth_10k_to_end_mib": None if at_first is None else round(end.rss_mib - at_first, 1),
-        "redis_peak_mib": max(s.redis_mib for s in sampler.samples),
+        "redis_peak_mib": round(sampler.peak_redis, 1),
         "sample_errors": sampler.errors,
-        "samples": [asdict(s) for s in sampler.samples],
+        "samples": samples,
     }
 
 
@@ -301,6 +315,26 @@ def _report(results: dict[str, Any]) -> None:
     else:
         print(f"RSS at the end: {r['rss_end_mib']:.1f} MiB (fewer than {FIRST} items: no flatness check)")
     print(f"Redis used_memory peak: {r['redis_peak_mib']:.1f} MiB")
+
+
+def _revision() -> str:
+    """The commit measured, and whether operator/ differs from it (others edit while benchmarks run)."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "operator"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head} (operator/ modified)" if dirty else head
 
 
 def main() -> None:
@@ -326,7 +360,8 @@ def main() -> None:
     machine = f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, kernel {platform.release()}"
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     print(f"machine: {machine}, python {platform.python_version()}")
-    print(f"date: {started}")
+    revision = _revision()
+    print(f"date: {started}, sundial at {revision}")
     print(
         f"items={args.items} parallelism={args.parallelism} workers={args.workers} "
         f"replicas={args.replicas} chunk={args.chunk}",

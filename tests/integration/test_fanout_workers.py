@@ -149,9 +149,13 @@ def context(
     )
 
 
+STORES: list[RunStore] = []
+
+
 async def replicas(db: str, queues: list[ItemQueue], capacity: int = 50) -> list[FanoutJobType]:
     out = []
     store = RunStore(db)
+    STORES.append(store)
     for i, queue in enumerate(queues):
         job = FanoutJobType(queue=queue)
         settings = Settings(database_url=db, replica=f"r{i}", fanout_workers=capacity)
@@ -165,6 +169,8 @@ async def replicas(db: str, queues: list[ItemQueue], capacity: int = 50) -> list
 async def close(jobs: list[FanoutJobType]) -> None:
     for job in jobs:
         await job.close()
+    while STORES:
+        STORES.pop().close()
 
 
 async def succeeded(db: str, run: RunInfo, n: int) -> None:

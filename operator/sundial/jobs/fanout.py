@@ -213,6 +213,7 @@ class FanoutJobType(JobType[FanoutJob]):
                 log_fault(f"reading the item counts of run {ctx.run.id}", err)
                 await asyncio.sleep(POLL * 4)
                 continue
+            counting = time.monotonic() - asked
             shown = counts_of(counts)
             ctx.report({"items": shown})
             waiting = shown["pending"] + shown["failed"] + shown["running"]
@@ -226,7 +227,7 @@ class FanoutJobType(JobType[FanoutJob]):
                 except Exception as err:  # Redis or the database is out: asked again at the next stall
                     log_fault(f"queueing the waiting items of run {ctx.run.id} again", err)
             # a run of millions of items: counting costs more, so it is asked less often
-            await asyncio.sleep(max(POLL, 10 * (time.monotonic() - asked)))
+            await asyncio.sleep(max(POLL, 10 * counting))
 
     async def _queue_empty(self, queue: ItemQueue, run_id: str) -> bool:
         try:
@@ -250,11 +251,24 @@ class FanoutJobType(JobType[FanoutJob]):
             keys = await asyncio.to_thread(items.unfinished, rid, after=after, running=True)
             if not keys:
                 break
+            await self._room(ctx, queue)
             await queue.add(run_id, keys, takeover=True)
             total += len(keys)
             after = keys[-1]
         if total:
             log.warning("run %s: %d waiting items were not in the queue; queued them again", run_id, total)
+
+    async def _room(self, ctx: JobContext, queue: ItemQueue) -> None:
+        """Wait until the run's queue has room under :data:`BACKLOG`; a lost queue is made again first
+        (its lost entries are queued again once it runs dry: the history still holds them waiting)."""
+        while True:
+            counts = await queue.counts(ctx.run.id)
+            if counts is None:
+                await queue.create(ctx.run.id, self._meta_again(ctx))
+                continue
+            if counts[0] + counts[2] < BACKLOG:
+                return
+            await asyncio.sleep(0.05)
 
     def _meta_again(self, ctx: JobContext) -> RunMeta:
         assert ctx.config is not None and ctx.config.job.fanout is not None
@@ -270,11 +284,7 @@ class FanoutJobType(JobType[FanoutJob]):
                 keyed = [(key_of(item, spec.item_key), item) for item in batch]
             except BadItem as err:
                 raise JobFailed(f"spec.job.fanout.source: {err}") from None
-            while True:
-                counts = await retry_call(lambda: queue.counts(run_id), what="reading the fan-out backlog")
-                if counts is None or counts[0] + counts[2] < BACKLOG:
-                    break
-                await asyncio.sleep(0.05)
+            await retry_call(functools.partial(self._room, ctx, queue), what="reading the fan-out backlog")
             # an outage of either store waits here (the source waits with it), it does not fail the run
             waiting = await retry_call(
                 functools.partial(asyncio.to_thread, items.add, rid, keyed, dt.datetime.now(dt.UTC)),
