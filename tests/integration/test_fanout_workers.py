@@ -48,6 +48,8 @@ class Seen:
     peak: int = 0
     poisoned: set[str] = field(default_factory=set)
     delay: float = 0.002
+    fixed: float | None = None
+    """Every item takes exactly this long (seconds), instead of a random part of ``delay``."""
 
 
 SEEN = Seen()
@@ -59,7 +61,7 @@ async def _each(ctx: JobContext) -> None:
     SEEN.running += 1
     SEEN.peak = max(SEEN.peak, SEEN.running)
     try:
-        await asyncio.sleep(random.uniform(0, SEEN.delay))
+        await asyncio.sleep(SEEN.fixed if SEEN.fixed is not None else random.uniform(0, SEEN.delay))
         if key in SEEN.poisoned:
             raise JobFailed(f"item {key} is poisoned")
     finally:
@@ -468,3 +470,32 @@ async def test_an_http_source_never_follows_a_next_link_to_another_origin(db: st
     finally:
         await close(jobs)
         await runner.cleanup()
+
+
+async def test_a_stopping_replica_keeps_its_items_until_they_finish(
+    db: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shutdown with items that outlast the claim idle time: the stopping replica still touches
+    them, so no other replica takes them over; each runs once and its outcome is recorded."""
+    from sundial.jobs import fanoutredis, fanoutworkers
+
+    monkeypatch.setattr(fanoutredis, "CLAIM_IDLE_MS", 600)
+    monkeypatch.setattr(fanoutworkers, "TOUCH_SECONDS", 0.15)
+    jobs = await replicas(db, [RedisQueue(redis_url) for _ in range(2)], capacity=3)
+    SEEN.fixed = 1.5  # longer than the idle time: only touching keeps them
+    config = spec(12, parallelism=6)
+    assert config.job.fanout is not None
+    run = claim_run(db)
+    task = asyncio.create_task(jobs[0].run(config.job.fanout, context(run, config)))
+    try:
+        for _ in range(200):
+            if SEEN.running >= 6:
+                break
+            await asyncio.sleep(0.02)
+        jobs[1].stopping()  # shutdown begins on replica 1 while it holds three items
+        await jobs[1].close()
+        result = await asyncio.wait_for(task, 60)
+    finally:
+        await close([jobs[0]])
+    assert max(SEEN.calls.values()) == 1, f"items taken over from a live, stopping replica: {SEEN.calls}"
+    assert result["items"]["succeeded"] == 12

@@ -488,8 +488,10 @@ def test_sundial_runs_prints_the_history_newest_first(store: RunStore, migrated_
         "FINISHED",
         "DURATION",
         "REPLICA",
+        "ITEMS",
         "REASON/ERROR",
     ]
+    assert all(line.split()[8] == "-" for line in out[1:] if not line.startswith("Pending"))  # no fan-out
     statuses = [line.split()[:3] for line in out[1:]]
     assert statuses == [
         ["Pending", "Schedule", "1"],

@@ -530,6 +530,12 @@ def test_template_syntax_errors_are_findings() -> None:
         "{{ 2 ** 3000000 }}",
         "{{ (10 ** 1000) ** 1000 }}",
         "{{ item.name * 100000000 }}",
+        "{{ 'x'.ljust(1000000000) }}",
+        "{{ 'x'|center(1000000000) }}",
+        "{{ '%1000000000d' % 1 }}",
+        "{{ '{:>1000000000}'.format(1) }}",
+        "{% for a in range(1000) %}{% for b in range(1000) %}{% endfor %}{% endfor %}",
+        "{{ range(1000000000)|list }}",
     ],
 )
 def test_templates_cannot_take_the_operators_memory(text: str) -> None:
@@ -545,6 +551,11 @@ def test_reasonable_arithmetic_still_renders() -> None:
         render_text("{{ 'ab' * 3 }}-{{ 2 ** 10 }}-{{ item.n * 2 }}", {"item": {"n": 21}}, "u")
         == "ababab-1024-42"
     )
+    values = {"item": {"id": 7, "tags": ["a", "b"]}}
+    assert render_text("{{ 'order-1234567 %s' % item.id }}", values, "u") == "order-1234567 7"
+    assert render_text("{{ '{}/{:>3}'.format(item.id, 'x') }}", values, "u") == "7/  x"
+    assert render_text("{{ item.tags|join(',')|center(7) }}", values, "u") == "  a,b  "
+    assert render_text("{% for i in range(3) %}{{ i }}{% endfor %}", values, "u") == "012"
 
 
 def test_body_templates_and_the_http_and_sql_checks_are_findings() -> None:

@@ -164,6 +164,7 @@ class Runtime:
         """Stop firing, let attempts finish within the grace period, flush history and status."""
         core = self.core
         core.stopping = True
+        self.job_types.stopping()
         # nothing new fires, no takeovers: the scheduler, intake and reaper stop first
         for name in ("scheduler", "intake", "reaper"):
             self._services[name].cancel()

@@ -173,6 +173,8 @@ class Takeover:
             tracked = core.tracked.get(rec.config_uid)
             if rec.status == RunStatus.PENDING and tracked is None and not settled:
                 continue  # its CronConfig may not have been seen yet after a start
+            if rec.replica == keys.HANDED_BACK and tracked is None and not settled:
+                continue  # a requeued run is resumed once its CronConfig is known, never failed for it
             self.inherited.discard(rec.id)
             if not await core.leases.acquire(keys.reap(str(rec.id)), core.token, ttl * 6):
                 continue
@@ -211,7 +213,9 @@ class Takeover:
         log.warning("run %s of %s lost its owner %s; resumed here", rec.id, tracked.key, rec.replica)
         work = SlotWork(tracked, rec.scheduled_for, rec.attempt, str(rec.trigger))
         guard = await self.concurrency.guard_if_free(work)
-        replaced = guard[0] is None and await self.concurrency.replaced(work)
+        # a run handed back on purpose (a requeue) goes on even if a newer attempt runs meanwhile
+        handed_back = rec.replica == keys.HANDED_BACK
+        replaced = guard[0] is None and not handed_back and await self.concurrency.replaced(work)
         attempt = self.execution.launch(work, _as_new_run(rec, core.replica), guard, resume=True)
         if replaced:  # a newer attempt started while nobody followed this one: Replace ends it
             self.execution.cancel(attempt, RunReason.REPLACED)

@@ -73,6 +73,9 @@ class JobType(abc.ABC, Generic[M]):
     async def open(self, env: JobEnvironment) -> None:
         """Acquire shared resources; called once when the operator starts."""
 
+    def stopping(self) -> None:
+        """Shutdown began: take no new work of the type's own (fan-out workers stop reading items)."""
+
     async def close(self) -> None:
         """Release what :meth:`open` acquired; called once at shutdown, after the last attempt."""
 

@@ -104,6 +104,10 @@ class FanoutJobType(JobType[FanoutJob]):
         )
         self._workers.start()
 
+    def stopping(self) -> None:
+        if self._workers is not None:
+            self._workers.quiesce()
+
     async def close(self) -> None:
         if self._workers is not None:
             await self._workers.stop(self._grace)
@@ -127,11 +131,16 @@ class FanoutJobType(JobType[FanoutJob]):
         """
         if self._queue is None:
             return
+        queue, run_id = self._queue, ctx.run.id
         try:
-            await self._queue.stop(ctx.run.id)
-            await self._queue.remove(ctx.run.id)
-        except Exception as err:
-            log_fault(f"stopping the items of run {ctx.run.id}", err)
+            await retry_call(
+                lambda: queue.stop(run_id), what=f"stopping the items of run {run_id}", attempts=5
+            )
+            await retry_call(
+                lambda: queue.remove(run_id), what=f"removing the queue of run {run_id}", attempts=5
+            )
+        except Exception as err:  # the workers drop the run once its deadline and grace are long past
+            log_fault(f"stopping the items of run {run_id}", err)
 
     # ------------------------------------------------------------------ coordinating
     def _meta(self, spec: FanoutJob, ctx: JobContext) -> RunMeta:
@@ -161,9 +170,12 @@ class FanoutJobType(JobType[FanoutJob]):
         if queue is None or items is None or self._workers is None:
             raise JobFailed("fan-out jobs need the operator's run history and workers; none are running here")
         run_id, rid = ctx.run.id, uuid.UUID(ctx.run.id)
-        progress = await asyncio.to_thread(items.progress, rid)
+        progress = await retry_call(
+            functools.partial(asyncio.to_thread, items.progress, rid), what="reading a fan-out run's progress"
+        )
         complete = isinstance(progress, dict) and bool(progress.get("sourceComplete"))
-        await queue.create(run_id, self._meta(spec, ctx))
+        meta = self._meta(spec, ctx)
+        await retry_call(functools.partial(queue.create, run_id, meta), what="announcing a fan-out run")
         producer = None if complete else asyncio.create_task(self._produce(spec, ctx, queue, items))
         try:
             # cancelled: by Replace or a timeout (cancel() drops the entries) or detached at
@@ -219,7 +231,9 @@ class FanoutJobType(JobType[FanoutJob]):
             waiting = shown["pending"] + shown["failed"] + shown["running"]
             if done_producing and waiting == 0:
                 return counts
-            stalled = stalled + 1 if waiting and await self._queue_empty(queue, ctx.run.id) else 0
+            # only once the source is read: the producer's fresh entries are not duplicated as takeovers
+            lost = done_producing and waiting and await self._queue_empty(queue, ctx.run.id)
+            stalled = stalled + 1 if lost else 0
             if stalled >= STALL_POLLS:
                 stalled = 0
                 try:

@@ -116,6 +116,7 @@ def _rendered(spec: HttpJob, ctx: JobContext) -> HttpJob:
 
 
 def _cut(message: str) -> str:
+    message = message.replace("\x00", "\\0")  # PostgreSQL text holds no NUL: the error must be recordable
     return message if len(message) <= MAX_ERROR else message[: MAX_ERROR - 1] + "…"
 
 

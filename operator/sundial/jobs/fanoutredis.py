@@ -73,6 +73,9 @@ return n
 """
 
 
+_FIELDS = {f.name for f in dataclasses.fields(RunMeta)}
+
+
 def _keys(run_id: str) -> tuple[str, str, str]:
     base = f"sundial:fanout:{run_id}"
     return f"{base}:items", f"{base}:later", f"{base}:stop"
@@ -105,6 +108,8 @@ class RedisQueue(ItemQueue):
         self._later = self._redis.register_script(_LATER)
         self._promote = self._redis.register_script(_PROMOTE)
         self._ack = self._redis.register_script(_ACK)
+        self._cursors: dict[str, str] = {}
+        """Where the last XAUTOCLAIM of each run stopped: the next one goes on from there."""
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -123,7 +128,11 @@ class RedisQueue(ItemQueue):
 
     async def active(self) -> dict[str, RunMeta]:
         raw: dict[Any, Any] = await self._redis.hgetall(RUNS)
-        return {str(run_id): RunMeta(**json.loads(value)) for run_id, value in raw.items()}
+        # fields another version of sundial wrote and this one does not know are ignored (an upgrade)
+        return {
+            str(run_id): RunMeta(**{k: v for k, v in json.loads(value).items() if k in _FIELDS})
+            for run_id, value in raw.items()
+        }
 
     async def add(self, run_id: str, keys: Sequence[str], *, takeover: bool = False) -> None:
         items = _keys(run_id)[0]
@@ -142,12 +151,14 @@ class RedisQueue(ItemQueue):
         items, _later, stop = _keys(run_id)
         if count <= 0 or await self._redis.exists(stop):
             return []
+        start = self._cursors.get(run_id, "0-0")
         try:
-            got = await self._redis.xautoclaim(items, GROUP, consumer, CLAIM_IDLE_MS, "0-0", count=count)
+            got = await self._redis.xautoclaim(items, GROUP, consumer, CLAIM_IDLE_MS, start, count=count)
         except redis.exceptions.ResponseError as err:
             if "NOGROUP" in str(err):
                 return []
             raise
+        self._cursors[run_id] = str(got[0]) if got and got[0] else "0-0"
         return _deliveries(got[1], takeover=True)
 
     async def touch(self, run_id: str, consumer: str, entries: Sequence[str]) -> None:
@@ -172,17 +183,17 @@ class RedisQueue(ItemQueue):
 
     async def counts(self, run_id: str) -> tuple[int, int, int] | None:
         items, later, _stop = _keys(run_id)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.exists(items)
-            pipe.xlen(items)
-            pipe.zcard(later)
-            exists, length, delayed = await pipe.execute()
-        if not exists:
+        if not await self._redis.exists(items):
             return None
-        try:
-            pending = int((await self._redis.xpending(items, GROUP))["pending"])
+        try:  # one transaction: a retry promoted in between never makes a busy queue look empty
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.xlen(items)
+                pipe.zcard(later)
+                pipe.xpending(items, GROUP)
+                length, delayed, pending_info = await pipe.execute()
         except redis.exceptions.ResponseError:
             return None  # the stream exists without its group: recreated by a stray write
+        pending = int(pending_info["pending"])
         return max(0, int(length) - pending), pending, int(delayed)
 
     async def stop(self, run_id: str) -> None:
@@ -192,6 +203,7 @@ class RedisQueue(ItemQueue):
             await pipe.execute()
 
     async def remove(self, run_id: str) -> None:
+        self._cursors.pop(run_id, None)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hdel(RUNS, run_id)
             pipe.delete(*_keys(run_id))

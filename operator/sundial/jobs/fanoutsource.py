@@ -56,6 +56,18 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
+async def _read_page(resp: aiohttp.ClientResponse) -> bytes:
+    """The whole body, or ``MAX_PAGE + 1`` bytes of it (``read(n)`` returns only what is buffered)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(1 << 16):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_PAGE:
+            break
+    return b"".join(chunks)
+
+
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower()
@@ -215,7 +227,7 @@ async def _http(
             async with session.request(
                 method, url, headers=headers, data=data, allow_redirects=False
             ) as resp:
-                raw = await resp.content.read(MAX_PAGE + 1)
+                raw = await _read_page(resp)
                 status, link = resp.status, resp.links.get("next")
         except aiohttp.ClientError as err:
             raise JobFailed(f"{where}: {method} {url}: {type(err).__name__}: {err}") from None

@@ -34,6 +34,8 @@ IDLE_POLL = 0.1
 QUIET_POLL = 0.5
 """How often a replica looks for runs when none is in progress (a new run waits at most this long)."""
 RECLAIM_SECONDS = 2.0
+ABANDONED_SECONDS = 600.0
+"""A run still announced this long after its deadline and grace has no coordinator: its queue goes."""
 FLUSH_DELAY = 0.01
 """Outcomes finished within this long of each other are written in one transaction."""
 
@@ -75,38 +77,49 @@ class Workers:
         self._wake = asyncio.Event()
         self._flush = asyncio.Event()
         self._stopping = False
+        self._stopping_since = 0.0
         self._items_running: set[asyncio.Task[None]] = set()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._writing = asyncio.Lock()
+        """Held while outcomes are written, so shutdown never cancels a write halfway."""
+        self._reader: asyncio.Task[None] | None = None
+        self._toucher: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._read_loop(), name="sundial-fanout-read"),
-            asyncio.create_task(self._flush_loop(), name="sundial-fanout-flush"),
-        ]
+        self._reader = asyncio.create_task(self._read_loop(), name="sundial-fanout-read")
+        self._toucher = asyncio.create_task(self._touch_loop(), name="sundial-fanout-touch")
+        self._flusher = asyncio.create_task(self._flush_loop(), name="sundial-fanout-flush")
+
+    def quiesce(self) -> None:
+        """Shutdown began: read no more entries (the items in hand go on, and are still touched)."""
+        if not self._stopping:
+            self._stopping, self._stopping_since = True, time.monotonic()
+            self._wake.set()
 
     async def stop(self, grace: float) -> None:
-        """Read no more; let items in hand finish within ``grace``, cancel the rest, write what finished."""
-        self._stopping = True
-        self._wake.set()
+        """Items in hand may finish within ``grace`` of :meth:`quiesce`; the rest are cancelled
+        (their entries stay pending, claimed again once idle); then every outcome is written."""
+        self.quiesce()
+        left_over = max(0.0, grace - (time.monotonic() - self._stopping_since))
         if self._items_running:
-            log.info("waiting up to %.0fs for %d fan-out items", grace, len(self._items_running))
-            _done, left = await asyncio.wait(set(self._items_running), timeout=grace)
+            log.info("waiting up to %.0fs for %d fan-out items", left_over, len(self._items_running))
+            _done, left = await asyncio.wait(set(self._items_running), timeout=left_over)
             for task in left:
                 task.cancel()
             if left:
                 await asyncio.wait(left, timeout=5)
-        self._flush.set()
-        await asyncio.sleep(0)
-        for task in self._tasks:
-            if task.get_name() == "sundial-fanout-read":
-                task.cancel()
+        for loop in (self._reader, self._toucher):
+            if loop is not None:
+                loop.cancel()
+        async with self._writing:  # the flusher is between writes now: it holds no batch
+            if self._flusher is not None:
+                self._flusher.cancel()
         try:
             await asyncio.wait_for(self._drain(), timeout=10)
         except TimeoutError:
             log.warning("fan-out outcomes not written before shutdown: their items will run again")
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        tasks = [t for t in (self._reader, self._toucher, self._flusher) if t is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _drain(self) -> None:
         while self._pending.done or self._pending.acks:
@@ -114,8 +127,21 @@ class Workers:
                 await asyncio.sleep(0.5)  # a store is down: try again until the shutdown gives up
 
     # ------------------------------------------------------------------ reading
+    async def _touch_loop(self) -> None:
+        """Its own task: entries in hand are touched whatever reading does, until shutdown is over."""
+        failing = False
+        while True:
+            await asyncio.sleep(TOUCH_SECONDS)
+            try:
+                await self._touch()
+                failing = False
+            except Exception as err:
+                if not failing:
+                    log_fault("touching fan-out items in hand", err)
+                failing = True
+
     async def _read_loop(self) -> None:
-        last_touch = last_reclaim = time.monotonic()
+        last_reclaim = time.monotonic()
         failing = busy = False
         while not self._stopping:
             try:
@@ -123,9 +149,6 @@ class Workers:
                 busy = await self._read_all(reclaim)
                 if reclaim:
                     last_reclaim = time.monotonic()
-                if time.monotonic() - last_touch >= TOUCH_SECONDS:
-                    await self._touch()
-                    last_touch = time.monotonic()
                 failing = False
             except Exception as err:
                 if not failing:
@@ -140,16 +163,20 @@ class Workers:
         """Read what every run in progress has for this replica; whether any run is in progress."""
         active = await self._queue.active()
         now = time.time()
-        for run_id, meta in active.items():
-            await self._queue.promote(run_id, now)
-            if self._stopping or self._free <= 0:
+        for run_id, meta in list(active.items()):
+            if now > meta.deadline + meta.grace + ABANDONED_SECONDS:
+                # its coordinator is long gone and nobody recorded an end (a CronConfig deleted meanwhile)
+                log.warning("fan-out run %s ended long ago without its queue; removing the queue", run_id)
+                await self._queue.remove(run_id)
+                del active[run_id]
                 continue
-            want = min(self._free, meta.parallelism)
-            got = await self._queue.read(run_id, self.consumer, meta.parallelism, want)
-            if reclaim and self._free - len(got) > 0:
-                claimed = await self._queue.reclaim(run_id, self.consumer, self._free - len(got))
-                held = self._in_hand.get(run_id, set())
-                got += [d for d in claimed if d.entry not in held]
+            if self._stopping or self._free <= 0 or now > meta.deadline:
+                continue
+            try:
+                got = await self._read_one(run_id, meta, now, reclaim)
+            except Exception as err:  # one run's trouble (a Redis error on its keys) is not every run's
+                log_fault(f"reading the items of fan-out run {run_id}", err)
+                continue
             if got:
                 self._hold(run_id, got)
                 task = asyncio.create_task(self._batch(run_id, meta, got), name=f"sundial-fanout-{run_id}")
@@ -160,6 +187,16 @@ class Workers:
                 del self._in_hand[run_id]
                 self._runner.forget(run_id)
         return bool(active) or any(self._in_hand.values())
+
+    async def _read_one(self, run_id: str, meta: RunMeta, now: float, reclaim: bool) -> list[Delivery]:
+        await self._queue.promote(run_id, now)
+        want = min(self._free, meta.parallelism)
+        got = await self._queue.read(run_id, self.consumer, meta.parallelism, want)
+        if reclaim and self._free - len(got) > 0:
+            claimed = await self._queue.reclaim(run_id, self.consumer, self._free - len(got))
+            held = self._in_hand.get(run_id, set())
+            got += [d for d in claimed if d.entry not in held]
+        return got
 
     def _hold(self, run_id: str, got: list[Delivery]) -> None:
         self._in_hand.setdefault(run_id, set()).update(d.entry for d in got)
@@ -182,6 +219,15 @@ class Workers:
 
     # ------------------------------------------------------------------ running
     async def _batch(self, run_id: str, meta: RunMeta, got: list[Delivery]) -> None:
+        try:
+            await self._run_batch(run_id, meta, got)
+        except (
+            Exception
+        ) as err:  # a bug: the entries are let go (claimed again once idle), never held forever
+            log_fault(f"running fan-out items of run {run_id}", err)
+            self._let_go(run_id, [d.entry for d in got])
+
+    async def _run_batch(self, run_id: str, meta: RunMeta, got: list[Delivery]) -> None:
         rid = uuid.UUID(run_id)
         fresh = [d.key for d in got if not d.takeover]
         takeover = [d.key for d in got if d.takeover]
@@ -217,7 +263,8 @@ class Workers:
         try:
             error = await self._runner.run(run_id, meta, b.key, b.item)
         except asyncio.CancelledError:
-            await asyncio.shield(self._release(run_id, [b]))
+            # cut off at the end of the grace period: it may have had its effect, so the attempt
+            # counts; its entry stays pending and whoever claims it takes the Running item over
             self._let_go(run_id, [d.entry])
             raise
         if error is None:
@@ -244,10 +291,10 @@ class Workers:
             await self._flush.wait()
             await asyncio.sleep(FLUSH_DELAY)
             self._flush.clear()
-            batch = self._take()
-            if not batch.done and not batch.acks:
-                continue
-            if not await self._write(batch):
+            async with self._writing:  # taken and written under the lock: shutdown never finds it halfway
+                batch = self._take()
+                written = await self._write(batch) if batch.done or batch.acks else True
+            if not written:
                 await asyncio.sleep(1.0)
                 self._flush.set()
 
@@ -276,8 +323,9 @@ class Workers:
                 if d.outcome.key in applied:
                     metrics.FANOUT_ITEMS.labels(str(d.outcome.status)).inc()
                     written.append(d)
-                else:  # a later attempt took the item over: this outcome no longer counts
-                    batch.acks.append((run_id, d.delivery.entry))
+                else:  # a later attempt took the item over: this outcome no longer counts, and the
+                    # entry (claimed by that attempt's worker) is that worker's to acknowledge
+                    self._let_go(run_id, [d.delivery.entry])
         for d in written:
             if d.due is not None:
                 try:

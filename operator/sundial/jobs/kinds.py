@@ -53,6 +53,10 @@ class JobTypes:
         for job_type in self._types.values():
             await job_type.open(env)
 
+    def stopping(self) -> None:
+        for job_type in self._types.values():
+            job_type.stopping()
+
     async def close(self) -> None:
         for job_type in self._types.values():
             try:

@@ -253,6 +253,20 @@ class RunItems:
             )
             for (rid,) in conn.execute(stmt):
                 moved[rid] = moved.get(rid, 0) + 1
+            # a requeue that raced with the end of its run (the items moved after the run's last
+            # count): the run ended Failed with items still waiting; it is handed back as well
+            stranded = (
+                sa.select(c.run_id, sa.func.count())
+                .join(cron_runs, cron_runs.c.id == c.run_id)
+                .where(
+                    c.run_id.in_(self._runs_of(namespace, name, run_id)),
+                    c.status.in_(_WAITING),
+                    cron_runs.c.status == RunStatus.FAILED.value,
+                )
+                .group_by(c.run_id)
+            )
+            for rid, n in conn.execute(stranded):
+                moved[rid] = max(moved.get(rid, 0), int(n))
             for rid in moved:
                 conn.execute(
                     sa.update(cron_runs)
