@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import gc
 import logging
 import os
@@ -132,8 +133,15 @@ class App:
         if self._stopped:
             return
         self._stopped = True
-        await self.runtime.stop()
-        await self.web_runner.cleanup()
+        # a shutdown that outlasts its budget is a bug: every thread's stack goes to the log first
+        faulthandler.dump_traceback_later(self.runtime.core.settings.shutdown_grace_seconds + 8)
+        started = time.monotonic()
+        try:
+            await self.runtime.stop()
+            await self.web_runner.cleanup()
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+        log.info("stopped in %.1fs", time.monotonic() - started)
 
 
 @dataclass

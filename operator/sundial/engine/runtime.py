@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Hashable
+from collections.abc import Awaitable, Hashable
 from typing import Any
 
 from sundial.engine.claiming import Claiming
@@ -174,17 +174,39 @@ class Runtime:
         await self.retries.settle()
         for task in list(core.tasks):
             task.cancel()
-        await asyncio.gather(*core.tasks, return_exceptions=True)
-        await core.history.close()
+        # every later step is bounded on its own: a shutdown that hangs would be SIGKILLed and
+        # lose what the steps after it would have written; one that goes on loses one step
+        await _step("ending background tasks", asyncio.gather(*core.tasks, return_exceptions=True), 10)
+        await _step("writing the last history", core.history.close(), 20)
         try:
-            await self.leasing.shutdown()
+            await _step("giving back leases", self.leasing.shutdown(), 10)
         except Exception as err:
             log_fault("giving back leases at shutdown", err)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(core.status.drain(force=True), timeout=10)
         for task in self._services.values():
             task.cancel()
-        await asyncio.gather(*self._services.values(), return_exceptions=True)
-        await self.job_types.close()
-        await core.leases.close()
-        await core.kube.close()
+        await _step(
+            "ending the engine's loops", asyncio.gather(*self._services.values(), return_exceptions=True), 10
+        )
+        await _step(
+            "closing the job types", self.job_types.close(), core.settings.shutdown_grace_seconds + 20
+        )
+        await _step("closing the Redis client", core.leases.close(), 10)
+        await _step("closing the Kubernetes client", core.kube.close(), 10)
+
+
+async def _step(what: str, step: Awaitable[object], seconds: float) -> None:
+    """Await a shutdown step for at most ``seconds``; one that does not end is left behind, said once.
+
+    ``asyncio.wait``, not ``wait_for``: a step that does not honour cancellation must not hold
+    up the rest of the shutdown either.
+    """
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        log.warning("shutdown: %s did not end within %.0fs; going on without it", what, seconds)
+        return
+    if not task.cancelled() and task.exception() is not None:
+        raise task.exception()  # type: ignore[misc]
