@@ -72,7 +72,8 @@ def forbidden_between(db: str, namespace: str, name: str, run: RunRecord) -> lis
         if r.id != run.id and done.scheduled_for < r.scheduled_for and r.finished_at
         and r.finished_at <= done.finished_at
     ]  # fmt: skip
-    assert {(r.status, r.reason) for r in between} <= {("Skipped", "ConcurrencyForbid")}, [
+    # a slot the killed replica had claimed is taken over late and recorded Missed: skipped too
+    assert {(r.status, r.reason) for r in between} <= {("Skipped", "ConcurrencyForbid"), ("Skipped", "Missed")}, [
         (r.scheduled_for, r.status, r.reason, r.replica) for r in between
     ]
     started_meanwhile = [
@@ -123,7 +124,10 @@ def test_takeover_follows_the_job_of_a_killed_replica(
     assert done.result["job"] == job and done.result["succeeded"] == 1, done.result
     assert len(jobs_of_run(kubectl, namespace, "tk", run)) == 1, "never a second Job for the slot"
     skipped = forbidden_between(db, namespace, "tk", run)
-    assert skipped, "slots came while the Job ran and were skipped"
+    forbidden = [r for r in skipped if r.reason == "ConcurrencyForbid"]
+    assert any(r.replica == survivor for r in forbidden), "the survivor skipped slots while it followed the Job"
+    missed = [r for r in skipped if r.reason == "Missed"]
+    assert all(r.replica == survivor for r in missed), [(r.scheduled_for, r.replica) for r in missed]
     assert "resumed here" in ops[survivor].logs()
 
 
