@@ -73,7 +73,8 @@ def forbidden_between(db: str, namespace: str, name: str, run: RunRecord) -> lis
         and r.finished_at <= done.finished_at
     ]  # fmt: skip
     # a slot the killed replica had claimed is taken over late and recorded Missed: skipped too
-    assert {(r.status, r.reason) for r in between} <= {("Skipped", "ConcurrencyForbid"), ("Skipped", "Missed")}, [
+    skips = {("Skipped", "ConcurrencyForbid"), ("Skipped", "Missed")}
+    assert {(r.status, r.reason) for r in between} <= skips, [
         (r.scheduled_for, r.status, r.reason, r.replica) for r in between
     ]
     started_meanwhile = [
@@ -125,7 +126,7 @@ def test_takeover_follows_the_job_of_a_killed_replica(
     assert len(jobs_of_run(kubectl, namespace, "tk", run)) == 1, "never a second Job for the slot"
     skipped = forbidden_between(db, namespace, "tk", run)
     forbidden = [r for r in skipped if r.reason == "ConcurrencyForbid"]
-    assert any(r.replica == survivor for r in forbidden), "the survivor skipped slots while it followed the Job"
+    assert any(r.replica == survivor for r in forbidden), "the survivor skipped slots while following the Job"
     missed = [r for r in skipped if r.reason == "Missed"]
     assert all(r.replica == survivor for r in missed), [(r.scheduled_for, r.replica) for r in missed]
     assert "resumed here" in ops[survivor].logs()
