@@ -24,8 +24,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	@touch $@
 
-binaries:  ## etcd, kube-apiserver, kube-controller-manager, helm (built once, cached)
+binaries:  ## etcd, kube-apiserver, kube-controller-manager, helm, robfig-next (built once, cached)
 	@hack/build-binaries.sh >/dev/null
+	@hack/build-robfig.sh >/dev/null
 
 lint: venv
 	$(BIN)/ruff check operator tests bench hack

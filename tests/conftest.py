@@ -49,6 +49,18 @@ def control_plane() -> Iterator[services.ControlPlane]:
 
 
 @pytest.fixture(scope="session")
+def robfig_next() -> Path:
+    """robfig/cron v3 as a program (hack/robfig), the reference for the schedule differential test."""
+    from tests.support import robfig
+
+    try:
+        return robfig.build()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as err:
+        _unavailable("robfig-next (hack/build-robfig.sh)", err)
+        raise
+
+
+@pytest.fixture(scope="session")
 def kubeconfig(control_plane: services.ControlPlane) -> str:
     return str(control_plane.kubeconfig)
 

@@ -4,8 +4,9 @@ Everything here works on *wall-clock* time with no zone attached; turning wall t
 instants (and DST) is :mod:`sundial.scheduling.wallclock`'s job. The parser is our own rather than
 croniter's ``expand`` because users need precise messages ("minute field value 61 out of range
 0-59") and because croniter gives some spellings surprising meanings (``5-5`` as the whole cycle,
-wrapping ranges). The semantics follow robfig/cron, which Kubernetes CronJobs use, and the tests
-check them against croniter's matcher on the common syntax.
+wrapping ranges). The semantics are robfig/cron v3's, which Kubernetes CronJobs use, except where
+the README's "Schedules and Kubernetes CronJobs" says otherwise; tests/unit/test_cron_robfig.py
+compares the two on thousands of generated expressions in every run.
 """
 
 from __future__ import annotations
@@ -36,15 +37,18 @@ class _FieldSpec:
     names: tuple[str, ...] = ()
     name_base: int = 0
     noun: str = "number"
+    open_high: int | None = None  # where ``*`` and ``N/step`` end, if not at ``high``
+    day: bool = False  # a day field: ``?`` is allowed and means ``*``
 
 
 _SECOND = _FieldSpec("second", 0, 59)
 _MINUTE = _FieldSpec("minute", 0, 59)
 _HOUR = _FieldSpec("hour", 0, 23)
-_DOM = _FieldSpec("day-of-month", 1, 31)
+_DOM = _FieldSpec("day-of-month", 1, 31, day=True)
 _MONTH = _FieldSpec("month", 1, 12, MONTH_NAMES, 1, "number or month name")
-# 7 is Sunday too, as in every cron; it is folded onto 0 after parsing.
-_DOW = _FieldSpec("day-of-week", 0, 7, DAY_NAMES, 0, "number or day name")
+# 7 is Sunday too where it is written (``7``, ``5-7``), as in Vixie cron; it is folded onto 0 after
+# parsing. ``*`` and ``N/step`` end at 6, as in robfig/cron: ``1/2`` is Mon, Wed, Fri, not Sunday.
+_DOW = _FieldSpec("day-of-week", 0, 7, DAY_NAMES, 0, "number or day name", open_high=6, day=True)
 
 
 def _value(token: str, spec: _FieldSpec, *, error: type[Exception]) -> int:
@@ -60,12 +64,14 @@ def _value(token: str, spec: _FieldSpec, *, error: type[Exception]) -> int:
 
 
 def _parse_field(text: str, spec: _FieldSpec, *, error: type[Exception]) -> tuple[set[int], bool]:
-    """Expand one field into its values; the flag says the field was an unrestricted ``*``/``?``."""
-    if text == "?":
-        if spec not in (_DOM, _DOW):
-            raise error(f"'?' is only allowed in the day-of-month and day-of-week fields, not {spec.name}")
-        text = "*"
+    """Expand one field into its values; the flag says it holds a ``*`` (or ``?``) with step 1.
+
+    That flag is robfig/cron's "star bit": a day field that has it does not restrict the day, so
+    ``*,13`` and ``*/01`` in day-of-month count as ``*`` for the day-of-month/day-of-week rule.
+    """
     values: set[int] = set()
+    star = False
+    open_high = spec.high if spec.open_high is None else spec.open_high
     for item in text.split(","):
         if item == "":
             raise error(f"{spec.name} field has an empty list item in {text!r}")
@@ -77,10 +83,17 @@ def _parse_field(text: str, spec: _FieldSpec, *, error: type[Exception]) -> tupl
             step = int(step_text)
             if step < 1:
                 raise error(f"{spec.name} field step must be at least 1, got {step_text}")
-        if base == "*":
-            low, high = spec.low, spec.high
+        if base == "?" and not spec.day:
+            raise error(f"'?' is only allowed in the day-of-month and day-of-week fields, not {spec.name}")
+        if base in ("*", "?"):
+            low, high = spec.low, open_high
+            star = star or step == 1
         else:
             first, dash, last = base.partition("-")
+            if first in ("*", "?"):
+                raise error(
+                    f"{spec.name} field range {base!r} starts at {first!r}: a range runs from a {spec.noun}"
+                )
             if first == "" or (dash and last == ""):
                 raise error(f"{spec.name} field value {item!r} is not a {spec.noun}")
             low = _value(first, spec, error=error)
@@ -90,10 +103,9 @@ def _parse_field(text: str, spec: _FieldSpec, *, error: type[Exception]) -> tupl
                     raise error(f"{spec.name} field range {base} goes backwards")
             else:
                 # "5/15" means "from 5 to the end, every 15", as in robfig/cron.
-                high = spec.high if slash else low
+                high = max(open_high, low) if slash else low
         values.update(range(low, high + 1, step))
-    unrestricted = text in ("*", "*/1")
-    return values, unrestricted
+    return values, star
 
 
 def _describe_months(months: list[int]) -> str:
@@ -105,8 +117,9 @@ def _describe_months(months: list[int]) -> str:
 class CronFields:
     """A parsed cron expression: sorted allowed values per field plus fast membership sets.
 
-    Day matching follows cron: when both day fields are restricted a day matches if *either*
-    does; when one of them is ``*`` only the other one counts.
+    Day matching follows robfig/cron: when both day fields are restricted a day matches if
+    *either* does; when one of them holds a ``*`` or ``?`` with step 1 (also inside a list, as in
+    ``*,13``) only the other one counts.
     """
 
     seconds: tuple[int, ...]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -24,6 +25,7 @@ MACROS = {
     "@midnight": "0 0 * * *",
     "@hourly": "0 * * * *",
 }
+_ZONE_PREFIX = re.compile(r"(CRON_TZ|TZ)=", re.IGNORECASE)
 _UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu"})
 
 
@@ -71,6 +73,12 @@ def parse_schedule(expr: str, *, tz: str = "UTC", anchor: datetime) -> Schedule:
     if not text:
         raise ScheduleError("schedule is empty")
     zone = load_zone(tz)
+    prefix = _ZONE_PREFIX.match(text)
+    if prefix:
+        raise ScheduleError(
+            f"a {prefix.group(1).upper()}= prefix in the schedule is not supported: "
+            "put the zone in spec.timeZone instead (Kubernetes CronJobs refuse it too)"
+        )
     word, *rest = text.split(None, 1)
     if word.lower() == "@every":
         interval = parse_interval(rest[0] if rest else "")
