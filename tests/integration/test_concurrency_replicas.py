@@ -91,7 +91,12 @@ def test_forbid_never_overlaps_across_replicas(
         )
     assert {r.replica for r in executed} == {A, b}
     skipped = [r for r in runs if r.status == "Skipped"]
-    assert skipped and {r.reason for r in skipped} == {"ConcurrencyForbid"}
+    assert skipped and "ConcurrencyForbid" in {r.reason for r in skipped}
+    # an undecided slot whose holder's attempt ended after its successor came due is Missed (only
+    # the newest slot may run; engine/firing.py); nothing else skips a slot here
+    assert {r.reason for r in skipped} <= {"ConcurrencyForbid", "Missed"}, [
+        (r.replica, r.scheduled_for, r.reason) for r in skipped
+    ]
 
     def during_an_attempt_on_a(at: datetime | None) -> bool:
         return at is not None and any(
