@@ -205,7 +205,9 @@ class Concurrency:
                 decisions[i] = UNDECIDED
                 continue
             if not taken:
-                decisions[i] = RunReason.CONCURRENCY_FORBID  # another slot took it meanwhile, and runs
+                # someone took it between the release and this acquire: ask again, and judge the new
+                # holder as any other (alive since the slot asked: Forbid; dead: broken again)
+                decisions[i] = UNDECIDED
         return decisions
 
     async def _ended(
