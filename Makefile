@@ -8,7 +8,7 @@ CHAOS_ARGS ?=  # e.g. CHAOS_ARGS="--seed 7 --json chaos.json"
 FANOUT_ARGS ?=  # e.g. FANOUT_ARGS="--items 20000 --json fanout.json" (default: 1,000,000 items)
 
 .PHONY: test demo deps system-deps venv binaries lint typecheck pytest cluster-up cluster-down \
-        bench-quick bench-fanout chaos manifests clean
+        bench bench-full bench-quick bench-fanout chaos manifests clean
 
 test: lint typecheck deps pytest  ## everything CI runs (cheap checks first)
 
@@ -47,6 +47,12 @@ cluster-down:
 
 demo: deps  ## local control plane + operator (embedded defaults) + example CronConfigs
 	@hack/demo.sh
+
+bench: deps  ## 1,000 every-minute schedules: sundial spread and aligned vs the native CronJob controller
+	$(BIN)/python bench/scale.py --configs 1000 --minutes 2
+
+bench-full: deps  ## the same at 100, 1,000 and 10,000
+	$(BIN)/python bench/scale.py --configs 100,1000,10000 --minutes 3
 
 bench-quick: deps
 	$(BIN)/python bench/fire_lag.py --configs 1000 --seconds 60
