@@ -20,6 +20,9 @@ KUBE_REQUESTS = Counter(
     "Requests to the Kubernetes API server (kopf's own CronConfig watch not included)",
     ["verb", "resource"],
 )
+DB_STATEMENTS = Counter(
+    "sundial_db_statements_total", "Statements sent to the run history database (one round trip each)"
+)
 FANOUT_ITEMS = Counter(
     "sundial_fanout_items_total",
     "Attempts of fan-out items by outcome (Succeeded, Failed: retried later, DeadLettered)",

@@ -76,6 +76,7 @@ class Leasing:
         self._beat = beat
         if self.shards.update(await core.leases.members(keys.members(), core.replica, ttl)):
             log.info("replicas sharing the slots: %s", ", ".join(self.shards.members))
+            core.status.share(len(self.shards.members))
         cutoff = core.clock.now() - timedelta(seconds=self.period)
         held = [
             a

@@ -93,7 +93,8 @@ class StatusPatcher:
         self._replica = replica
         """Whose entries of ``active`` this patcher writes; other replicas' entries are kept."""
         self._clock: Clock = clock or SystemClock()
-        self._qps = max(qps, 0.1)
+        self._budget = max(qps, 0.1)
+        self._qps = self._budget
         self._min_interval = min_interval
         self._entries: dict[str, _Entry] = {}
         self._dirty: set[str] = set()
@@ -102,6 +103,17 @@ class StatusPatcher:
         """Patches are failing (API server unreachable): logged once until one succeeds."""
         self._tokens = self._qps
         self._refill = self._clock.monotonic()
+
+    def share(self, replicas: int) -> None:
+        """Split the budget between the live replicas: ``qps`` is what the API server sees from all.
+
+        Each replica patches the CronConfigs whose slots it ran, so the load splits about evenly;
+        a replica that dies leaves its share to the others at the next membership round.
+        """
+        qps = self._budget / max(replicas, 1)
+        if qps != self._qps:
+            self._qps = qps
+            self._tokens = min(self._tokens, qps)
 
     def observe(self, uid: str, body: dict[str, Any]) -> None:
         """Remember the newest object seen, for resourceVersion and no-regression checks."""
@@ -163,15 +175,17 @@ class StatusPatcher:
                 wait = min(self._entries[u].last_patch + self._min_interval for u in self._dirty) - now
                 await self._clock.sleep(max(wait, 0.01))
                 continue
-            sends = []
+            in_flight = asyncio.Semaphore(16)
+            sends: list[asyncio.Task[None]] = []
             for uid in due:
+                self._dirty.discard(uid)
+                prepared = self._prepare(uid)
+                if prepared is None:
+                    continue
                 if not force:
                     await self._take_token()
-                self._dirty.discard(uid)
-                sends.append(self._send(uid))
-                if len(sends) >= 16:
-                    await asyncio.gather(*sends)
-                    sends = []
+                await in_flight.acquire()
+                sends.append(asyncio.create_task(self._send(*prepared, done=in_flight)))
             await asyncio.gather(*sends)
 
     async def _take_token(self) -> None:
@@ -179,8 +193,8 @@ class StatusPatcher:
             now = self._clock.monotonic()
             self._tokens = min(self._qps, self._tokens + (now - self._refill) * self._qps)
             self._refill = now
-            if self._tokens >= 1:
-                self._tokens -= 1
+            if self._tokens >= 1 - 1e-9:  # float rounding must not leave a token forever just short
+                self._tokens = max(self._tokens - 1, 0.0)
                 return
             await self._clock.sleep((1 - self._tokens) / self._qps)
 
@@ -226,16 +240,34 @@ class StatusPatcher:
                 )
                 stamped.append({**cond, "lastTransitionTime": when})
             patch["conditions"] = stamped
-        return patch
+        return {k: v for k, v in patch.items() if current.get(k) != v}  # deleting what is absent: no change
 
-    async def _send(self, uid: str) -> None:
+    def _prepare(self, uid: str) -> tuple[str, _Entry, dict[str, Any], set[str]] | None:
+        """The changes to send, or None when the stored status already says all of them.
+
+        A restarted operator recomputes every CronConfig's status: at 10,000 the unchanged ones
+        would spend the whole budget on no-ops (and delay the patches that matter) for minutes.
+        """
         entry = self._entries.get(uid)
         if entry is None:
-            return
+            return None
         changes, entry.pending = entry.pending, {}
         finished, entry.finished = entry.finished, set()
         if entry.derived is not None:
             changes.update(entry.derived())
+        if not self._merge(entry, changes, finished):
+            return None
+        return uid, entry, changes, finished
+
+    async def _send(
+        self, uid: str, entry: _Entry, changes: dict[str, Any], finished: set[str], *, done: asyncio.Semaphore
+    ) -> None:
+        try:
+            await self._deliver(uid, entry, changes, finished)
+        finally:
+            done.release()
+
+    async def _deliver(self, uid: str, entry: _Entry, changes: dict[str, Any], finished: set[str]) -> None:
         entry.last_patch = self._clock.monotonic()
         for _ in range(3):
             patch = self._merge(entry, changes, finished)
