@@ -8,7 +8,7 @@ CHAOS_ARGS ?=  # e.g. CHAOS_ARGS="--seed 7 --json chaos.json"
 FANOUT_ARGS ?=  # e.g. FANOUT_ARGS="--items 20000 --json fanout.json" (default: 1,000,000 items)
 
 .PHONY: test demo deps system-deps venv binaries lint typecheck pytest cluster-up cluster-down \
-        bench bench-full bench-quick bench-fanout chaos manifests clean
+        bench bench-deps bench-full bench-quick bench-fanout chaos manifests clean
 
 test: lint typecheck deps pytest  ## everything CI runs (cheap checks first)
 
@@ -22,6 +22,15 @@ $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+bench-deps: venv $(VENV)/.bench $(VENV)-arq/.installed
+$(VENV)/.bench: pyproject.toml
+	$(BIN)/pip install -q -e '.[test,bench]'
+	@touch $@
+$(VENV)-arq/.installed:  # arq pins redis<6, the operator needs newer: its own venv, its own process
+	@test -x $(VENV)-arq/bin/python || $(PY) -m venv $(VENV)-arq
+	$(VENV)-arq/bin/pip install -q 'arq==0.28.0'
 	@touch $@
 
 binaries:  ## etcd, kube-apiserver, kube-controller-manager, helm, robfig-next (built once, cached)
@@ -48,11 +57,12 @@ cluster-down:
 demo: deps  ## local control plane + operator (embedded defaults) + example CronConfigs
 	@hack/demo.sh
 
-bench: deps  ## 1,000 every-minute schedules: sundial spread and aligned vs the native CronJob controller
-	$(BIN)/python bench/scale.py --configs 1000 --minutes 2
+bench: deps bench-deps  ## 1,000 every-minute schedules: sundial spread and aligned vs the native CronJob controller and arq
+	$(BIN)/python bench/scale.py --configs 1000 --minutes 1
 
-bench-full: deps  ## the same at 100, 1,000 and 10,000
-	$(BIN)/python bench/scale.py --configs 100,1000,10000 --minutes 3
+bench-full: deps bench-deps  ## 100, 1,000 and 10,000, http jobs, sustained throughput, the plot
+	$(BIN)/python bench/scale.py --configs 100,1000,10000 --minutes 3 --kinds all \
+	    --sustained 1000,2000,5000 --plot docs/bench-lag.png --json bench-full.json
 
 bench-quick: deps
 	$(BIN)/python bench/fire_lag.py --configs 1000 --seconds 60

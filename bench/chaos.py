@@ -22,7 +22,6 @@ import contextlib
 import json
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ from chaos_analysis import Inputs, slots_of
 from chaos_data import NAMESPACE, load, read_received, read_rows, save
 from chaos_faults import GAP, ApiServer, Fault, Replicas, Targets, plan, run_plan
 from chaos_report import render, summarize
-from common import ROOT, BenchFailure, kubectl, run
+from common import ROOT, BenchFailure, kubectl, receiver, run
 from tests.support import services
 
 SLOW_SECONDS = 1.5
@@ -61,33 +60,6 @@ def components() -> Iterator[tuple[services.ControlPlane, services.Postgres, ser
 
         migrate.upgrade(pg.url)
         yield plane, pg, redis
-
-
-@contextlib.contextmanager
-def receiver(workdir: Path) -> Iterator[tuple[str, Path]]:
-    """bench/chaos_receiver.py in its own process; yields its base URL and the file it writes."""
-    port, out = services.free_port(), workdir / "received.jsonl"
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "chaos_receiver.py"), str(port), str(out)],
-        stdout=(workdir / "receiver.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise BenchFailure(f"the receiver did not start; see {workdir / 'receiver.log'}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}", out
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def cronconfigs(count: int, url: str) -> tuple[list[dict[str, Any]], dict[str, str], dict[str, float]]:

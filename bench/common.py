@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +35,33 @@ def components(*, controller_manager: bool = False) -> Iterator[tuple[services.C
 
         migrate.upgrade(pg.url)
         yield plane, pg.url, redis_url
+
+
+@contextlib.contextmanager
+def receiver(workdir: Path) -> Iterator[tuple[str, Path]]:
+    """bench/chaos_receiver.py in its own process; yields its base URL and the file it writes."""
+    port, out = services.free_port(), workdir / "received.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "chaos_receiver.py"), str(port), str(out)],
+        stdout=(workdir / "receiver.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise BenchFailure(f"the receiver did not start; see {workdir / 'receiver.log'}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}", out
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def kubectl(plane: services.ControlPlane, *args: str, stdin: bytes | None = None) -> None:
