@@ -73,3 +73,27 @@ async def test_the_budget_is_split_between_the_live_replicas() -> None:
     assert len(kube.patches) - before == pytest.approx(20, abs=1)
     await clock.advance(10.0)
     assert drain.done()
+
+
+async def test_a_share_under_one_patch_a_second_still_patches() -> None:
+    kube, clock = RecordingKube(), ManualClock()
+    patcher = StatusPatcher(kube, qps=2, min_interval=0, clock=clock)  # type: ignore[arg-type]
+    patcher.share(3)  # 0.67 a second each
+    for i in range(3):
+        patcher.update(f"u{i}", "ns", f"u{i}", {"nextScheduleTime": f"2026-03-01T12:0{i}:00Z"})
+    drain = asyncio.create_task(patcher.drain())
+    await clock.advance(10.0)
+    assert drain.done() and len(kube.patches) == 3
+
+
+async def test_a_forced_drain_sends_what_a_drain_waiting_for_budget_holds() -> None:
+    """Shutdown: the final changes of a CronConfig whose patch waits for a token are not lost."""
+    kube, clock = RecordingKube(), ManualClock()
+    patcher = StatusPatcher(kube, qps=1, min_interval=0, clock=clock)  # type: ignore[arg-type]
+    for i in range(3):
+        patcher.update(f"u{i}", "ns", f"u{i}", {"nextScheduleTime": f"2026-03-01T12:0{i}:00Z"})
+    waiting = asyncio.create_task(patcher.drain())
+    await clock.advance(0.0)  # one sent, the next waits for its token
+    await patcher.drain(force=True)
+    waiting.cancel()
+    assert sorted(name for _, name, _ in kube.patches) == ["u0", "u1", "u2"]

@@ -110,7 +110,7 @@ class StatusPatcher:
         Each replica patches the CronConfigs whose slots it ran, so the load splits about evenly;
         a replica that dies leaves its share to the others at the next membership round.
         """
-        qps = self._budget / max(replicas, 1)
+        qps = max(self._budget / max(replicas, 1), 0.1)
         if qps != self._qps:
             self._qps = qps
             self._tokens = min(self._tokens, qps)
@@ -164,34 +164,47 @@ class StatusPatcher:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            await self.drain()
+            try:
+                await self.drain()
+            except Exception as err:  # a bug must not end status patching for the process's life
+                log.error("status patching failed (retrying): %s", err, exc_info=err)
+                await self._clock.sleep(1.0)
+                self._wakeup.set()
 
     async def drain(self, *, force: bool = False) -> None:
         """Send every due patch; ``force`` ignores the per-object interval (shutdown)."""
         while self._dirty:
             now = self._clock.monotonic()
+            for gone in [u for u in self._dirty if u not in self._entries]:
+                self._dirty.discard(gone)
             due = [u for u in self._dirty if force or now - self._entries[u].last_patch >= self._min_interval]
             if not due:
-                wait = min(self._entries[u].last_patch + self._min_interval for u in self._dirty) - now
-                await self._clock.sleep(max(wait, 0.01))
+                if self._dirty:
+                    wait = min(self._entries[u].last_patch + self._min_interval for u in self._dirty) - now
+                    await self._clock.sleep(max(wait, 0.01))
                 continue
             in_flight = asyncio.Semaphore(16)
             sends: list[asyncio.Task[None]] = []
             for uid in due:
-                self._dirty.discard(uid)
-                prepared = self._prepare(uid)
-                if prepared is None:
+                if not self._changes(uid):
+                    self._dirty.discard(uid)
                     continue
                 if not force:
                     await self._take_token()
                 await in_flight.acquire()
+                # taken only now: until here the changes stay pending (and dirty) for a forced drain
+                prepared = self._take(uid) if uid in self._dirty else None
+                if prepared is None:
+                    in_flight.release()
+                    continue
                 sends.append(asyncio.create_task(self._send(*prepared, done=in_flight)))
             await asyncio.gather(*sends)
 
     async def _take_token(self) -> None:
+        cap = max(self._qps, 1.0)  # a share under one a second still gets its one token
         while True:
             now = self._clock.monotonic()
-            self._tokens = min(self._qps, self._tokens + (now - self._refill) * self._qps)
+            self._tokens = min(cap, self._tokens + (now - self._refill) * self._qps)
             self._refill = now
             if self._tokens >= 1 - 1e-9:  # float rounding must not leave a token forever just short
                 self._tokens = max(self._tokens - 1, 0.0)
@@ -242,21 +255,32 @@ class StatusPatcher:
             patch["conditions"] = stamped
         return {k: v for k, v in patch.items() if current.get(k) != v}  # deleting what is absent: no change
 
-    def _prepare(self, uid: str) -> tuple[str, _Entry, dict[str, Any], set[str]] | None:
-        """The changes to send, or None when the stored status already says all of them.
+    def _changes(self, uid: str) -> bool:
+        """Whether the pending changes say anything the stored status does not (nothing is taken).
 
         A restarted operator recomputes every CronConfig's status: at 10,000 the unchanged ones
         would spend the whole budget on no-ops (and delay the patches that matter) for minutes.
         """
         entry = self._entries.get(uid)
         if entry is None:
+            return False
+        changes = dict(entry.pending)
+        if entry.derived is not None:
+            changes.update(entry.derived())
+        if self._merge(entry, changes, entry.finished):
+            return True
+        entry.pending, entry.finished = {}, set()
+        return False
+
+    def _take(self, uid: str) -> tuple[str, _Entry, dict[str, Any], set[str]] | None:
+        entry = self._entries.get(uid)
+        if entry is None:
             return None
+        self._dirty.discard(uid)
         changes, entry.pending = entry.pending, {}
         finished, entry.finished = entry.finished, set()
         if entry.derived is not None:
             changes.update(entry.derived())
-        if not self._merge(entry, changes, finished):
-            return None
         return uid, entry, changes, finished
 
     async def _send(
@@ -289,6 +313,11 @@ class StatusPatcher:
                     entry.body = _slim(await self._kube.get(entry.namespace, entry.name))
                 except Gone:
                     return
+                except Exception as err:
+                    log_fault(
+                        f"re-reading {entry.namespace}/{entry.name} after a conflict (changes kept)", err
+                    )
+                    break
             except Gone:
                 PATCHES.labels("gone").inc()
                 return
@@ -301,6 +330,8 @@ class StatusPatcher:
                 self._failing = True
                 break
         # keep the changes for the next round, newer values win
+        if self._entries.get(uid) is not entry:
+            return  # forgotten meanwhile (deleted)
         entry.finished |= finished
         for key, value in changes.items():
             entry.pending.setdefault(key, value)
