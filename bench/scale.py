@@ -74,6 +74,8 @@ def _row(r: Result) -> str:
 
 
 def _sustained_row(r: Result) -> str:
+    if not r.lags_ms:
+        return f"| {r.configs:,} | 0 | 0 | no run started | | | {r.missed:,} of {r.expected:,} | | | | | |"
     p50, _, p99, worst = summary(r.lags_ms)
     cpu = f"{1000 * r.cpu_s / len(r.lags_ms):.2f}" if r.cpu_s is not None else ""
     return (
@@ -97,6 +99,11 @@ def _ratios(results: list[Result]) -> list[str]:
                     theirs = statistics.median(by[other].lags_ms)
                     lines.append(f"N={n:,} {kind}: {other} p50 lag / sundial p50 lag = {theirs / ours:,.0f}x")
     return lines
+
+
+def _save(args: argparse.Namespace, results: list[Result]) -> None:
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.__dict__ for r in results]))
 
 
 def main() -> None:
@@ -133,9 +140,13 @@ def main() -> None:
                     results.append(arq(args, redis, n, kind))
                 else:
                     results.append(every_minute(args, plane, db, redis, n, kind))
+                _save(args, results)  # a later phase that fails must not lose the earlier ones
+                print(_row(results[-1]), flush=True)
         for n in (int(x) for x in args.sustained.split(",") if x):
             held.append(sustained(args, plane, db, redis, n))
-            if held[-1].missed or summary(held[-1].lags_ms)[2] > 1000:
+            _save(args, results + held)
+            print(_sustained_row(held[-1]), flush=True)
+            if held[-1].missed or not held[-1].lags_ms or summary(held[-1].lags_ms)[2] > 1000:
                 print(f"[sustained {n}] fell behind; larger points skipped", flush=True)
                 break
     machine = (
@@ -159,8 +170,6 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in held:
             print(_sustained_row(r))
-    if args.json:
-        Path(args.json).write_text(json.dumps([r.__dict__ for r in results + held]))
     if args.plot:
         plot(results, Path(args.plot), machine=machine, date=date)
         print(f"plot: {args.plot}")

@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ from typing import Any
 
 import profile_top
 import sqlalchemy as sa
-from common import BenchFailure, cpu_seconds, kubectl, metric, metric_sum, receiver, rss_mib, stop
+from common import cpu_seconds, kubectl, metric, metric_sum, receiver, rss_mib, stop
 from scale_parts import Result, apply, poll, wait_until, window_start, with_status
 from tests.support import services
 from tests.support.operator import OperatorProcess
@@ -188,10 +189,14 @@ def every_minute(
         assert op.proc is not None
         pid = op.proc.pid
         try:
+            spy = _profile(args, pid, f"{kind}-{n}-startup", 600)
             poll(
                 f"[{kind} {n}] all scheduled", lambda: metric(op.port, SCHEDULED) >= n, timeout=600, every=0.2
             )
             ready = time.monotonic() - t0  # from operator start (op.start() waits for /healthz)
+            if spy is not None:
+                spy[0].send_signal(signal.SIGINT)  # py-spy writes what it has on SIGINT
+            _report(spy)
             poll(
                 f"[{kind} {n}] all with status",
                 lambda: with_status(plane, namespace) >= n,
@@ -275,8 +280,8 @@ def sustained(args: argparse.Namespace, plane: services.ControlPlane, db: str, r
     recorded = [r for r in rows if r.finished_at and r.finished_at < end + timedelta(seconds=1)]
     per_slot = Counter((r.name, r.scheduled_for) for r in rows)
     expected = n * seconds
-    if not started:
-        raise BenchFailure(f"[sustained {n}] no run started in the window; see {op.log_path}")
+    if not started:  # fell behind completely: a result, not a broken benchmark
+        print(f"[sustained {n}] no run started in the window; see {op.log_path}", flush=True)
     return Result(
         "sustained",
         n,
@@ -289,7 +294,7 @@ def sustained(args: argparse.Namespace, plane: services.ControlPlane, db: str, r
         peak_rss_mib=peak,
         patches_per_s=patches,
         api_per_s=api,
-        db_per_run=statements / len(started),
+        db_per_run=statements / max(len(started), 1),
         receiver_lags_ms=_stamped(rows),
         runs_per_s=len(started) / seconds,
         recorded_per_s=len(recorded) / seconds,
