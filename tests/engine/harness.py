@@ -361,10 +361,18 @@ def uid_preferring(replica: str, members: list[str]) -> str:
     Rendezvous hashing decides which replica claims a CronConfig first; a test that needs one
     particular replica to own a CronConfig picks its uid with this (the same public hash).
     """
+    return uids_preferring(replica, members, 1)[0]
+
+
+def uids_preferring(replica: str, members: list[str], n: int) -> list[str]:
+    """``n`` distinct stable uids :func:`uid_preferring` would give (the first is its)."""
     shards = Shards(replica)
     shards.update(members)
+    found: list[str] = []
     for i in itertools.count():
         uid = str(uuid.UUID(int=i + 1))
         if shards.owner(uid) == replica:
-            return uid
+            found.append(uid)
+            if len(found) == n:
+                return found
     raise AssertionError("unreachable")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from tests.engine import handlers
-from tests.engine.harness import Cluster, uid_preferring, work_spec
+from tests.engine.harness import Cluster, uid_preferring, uids_preferring, work_spec
 
 TTL = 3.0
 """The cluster's ``lease_ttl_seconds``: how long a dead replica's heartbeat outlives it."""
@@ -293,3 +293,36 @@ async def test_an_adopted_slot_overtaken_by_a_newer_one_is_missed_under_forbid(c
     assert (adopted.id, adopted.status, adopted.reason) == (claimed.id, "Skipped", "Missed")
     assert not [r for r in cluster.runs("forbid") if r.reason == "ConcurrencyForbid"]
     assert set(handlers.calls_per_attempt().values()) == {1}
+
+
+async def test_the_undecided_slots_of_many_configs_are_asked_again_together(cluster: Cluster) -> None:
+    """A dead holder of many running leases costs one gate per poll, not one per slot (and a pool)."""
+    await two_replicas(cluster)
+    names = [f"many-{i}" for i in range(40)]
+    for name, uid in zip(names, uids_preferring("a", ["a", "b"], len(names)), strict=True):
+        await cluster.apply(name, work_spec("*/2 * * * * *", seconds=1.5), uid=uid)
+    await cluster.clock.advance_to(cluster.clock.now().replace(second=10, microsecond=500_000))
+    killed_at = cluster.clock.now()
+    calls: list[int] = []
+    acquire_many = cluster.leases.acquire_many
+
+    async def counted(items, ttl):  # type: ignore[no-untyped-def]
+        calls.append(len(items))
+        return await acquire_many(items, ttl)
+
+    cluster.leases.acquire_many = counted  # type: ignore[method-assign]
+    await cluster.kill("a")
+    await cluster.clock.advance(15)
+    for name in names:
+        after = [r for r in cluster.runs(name) if r.scheduled_for > killed_at]
+        ran = [r for r in after if r.started_at is not None]
+        assert ran, name
+        for r in after:
+            if r.reason == "ConcurrencyForbid":  # only while an attempt really ran on b
+                assert any(
+                    o.started_at and o.started_at <= r.scheduled_for < (o.finished_at or r.scheduled_for)
+                    for o in ran
+                )
+    assert set(handlers.calls_per_attempt().values()) == {1}
+    single = sum(1 for n in calls if n == 1)
+    assert single <= 10, (single, len(calls))

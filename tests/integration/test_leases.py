@@ -56,6 +56,19 @@ async def test_batches_decide_each_key_on_its_own(leases: Leases) -> None:
     assert holders == ["a", None, "a", None]
 
 
+async def test_a_batch_swap_hands_over_only_leases_the_old_holder_still_holds(leases: Leases) -> None:
+    prefix = f"test:{id(leases)}:swap"
+    assert all(await leases.acquire_many([(f"{prefix}:{i}", f"old{i % 3}") for i in range(2500)], 5))
+    items = [(f"{prefix}:{i}", "old0", "new") for i in range(2500)] + [(f"{prefix}:none", "old0", "new")]
+    swapped = await leases.swap_many(items, 0.3)
+    assert swapped == [i % 3 == 0 for i in range(2500)] + [False]
+    holders = await leases.holders([f"{prefix}:{i}" for i in range(3)] + [f"{prefix}:none"])
+    assert holders == ["new", "old1", "old2", None]
+    await asyncio.sleep(0.5)  # the swapped lease carries the new TTL
+    assert await leases.holder(f"{prefix}:0") is None
+    assert await leases.holder(f"{prefix}:1") == "old1"
+
+
 async def test_membership_expires_silent_replicas(leases: Leases) -> None:
     key = f"test:{id(leases)}:members"
     assert await leases.members(key, "a", 0.3) == ["a"]

@@ -164,11 +164,13 @@ class Concurrency:
                 raise
             log_fault(f"judging {len(held)} running leases in Redis (asked again shortly)", err)
             return [UNDECIDED if i in held else d for i, d in enumerate(decisions)]
+        holder_of = dict(zip(held, holders, strict=True))
         stale: list[int] = []
         alive: list[int] = []
+        freed: list[int] = []
         for i, holder, token in zip(held, holders, tokens, strict=True):
             if holder is None:
-                decisions[i] = UNDECIDED  # released a moment ago: ask again
+                freed.append(i)  # released a moment ago: try to take it once more
             elif token == self.core.token:
                 # our own token with no attempt running here: a finished attempt's lease, not
                 # released yet (releases are batched), so it is free
@@ -183,30 +185,47 @@ class Concurrency:
                     decisions[i] = UNDECIDED
         # an alive holder's attempt may have ended already (its release is on its way): the run
         # history says so, and then the slot runs instead of being skipped for nothing
-        ended = await self._ended([_attempt_of(holders[held.index(i)]) for i in alive])
+        ended = await self._ended([_attempt_of(holder_of[i]) for i in alive])
         for i in alive:
-            if _attempt_of(holders[held.index(i)]) in ended:
+            if _attempt_of(holder_of[i]) in ended:
                 stale.append(i)
             else:
                 decisions[i] = RunReason.CONCURRENCY_FORBID
-        for i in stale:
-            holder = holders[held.index(i)]
-            assert holder is not None
-            w = work[i]
-            log.debug("[%s] running lease of %s is stale; lease broken", w.tracked.key, holder)
-            key = keys.running(w.tracked.uid)
-            try:
-                await leases.release(key, holder)
-                taken = await leases.acquire(key, self.running_token(w), ttl)
-            except Exception as err:
-                if not is_transient(err):
-                    raise
-                log_fault(f"[{w.tracked.key}] taking over a stale running lease (asked again shortly)", err)
+        # one round trip for every lease broken or freed: a stale lease is handed straight to the
+        # slot (only if the stale holder still holds it), a freed one taken if still free; a slot
+        # that loses either race is judged again shortly, its new holder like any other
+        try:
+            swapped = await leases.swap_many(
+                [
+                    (
+                        keys.running(work[i].tracked.uid),
+                        holder_of[i] or "",
+                        self.running_token(work[i]),
+                    )
+                    for i in stale
+                ],
+                ttl,
+            )
+            taken = (
+                await leases.acquire_many(
+                    [(keys.running(work[i].tracked.uid), self.running_token(work[i])) for i in freed], ttl
+                )
+                if freed
+                else []
+            )
+        except Exception as err:
+            if not is_transient(err):
+                raise
+            log_fault(
+                f"taking over {len(stale) + len(freed)} stale running leases (asked again shortly)", err
+            )
+            for i in stale + freed:
                 decisions[i] = UNDECIDED
-                continue
-            if not taken:
-                # someone took it between the release and this acquire: ask again, and judge the new
-                # holder as any other (alive since the slot asked: Forbid; dead: broken again)
+            return decisions
+        for i, ok in zip(stale + freed, [*swapped, *taken], strict=True):
+            if ok:
+                log.debug("[%s] running lease of %s taken over", work[i].tracked.key, holder_of[i])
+            else:
                 decisions[i] = UNDECIDED
         return decisions
 

@@ -7,6 +7,7 @@ launched, or finished unstarted with the true reason.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from datetime import datetime
@@ -26,6 +27,8 @@ log = logging.getLogger("sundial.engine")
 UNDECIDED_POLL_SECONDS = 0.25
 """How often a slot whose Forbid gate is undecided asks again (its holder's fate is known within a TTL)."""
 
+_Waiting = tuple[SlotWork, NewRun, datetime, float]
+
 
 class Firing:
     def __init__(
@@ -35,6 +38,9 @@ class Firing:
         self.concurrency = concurrency
         self.recording = recording
         self.execution = execution
+        self._waiting: list[_Waiting] = []
+        """Slots whose Forbid gate was undecided: (work, run, when it first asked, give up at)."""
+        self._polling = False
 
     async def fire(self, batch: list[Claim]) -> None:
         clock = self.core.clock
@@ -68,7 +74,7 @@ class Firing:
         launch: list[Claim] = []
         for (w, run), decision in zip(live, gates, strict=True):
             if decision == UNDECIDED:
-                core.spawn(self._undecided(w, run, asked), name=f"sundial-undecided-{w.tracked.key}")
+                self._wait(w, run, asked)
             elif self._launchable(w, run, decision, asked):
                 launch.append((w, run))
         await self._start(launch, asked)
@@ -125,50 +131,75 @@ class Firing:
             running = dataclasses.replace(run, status=str(RunStatus.RUNNING), started_at=now)
             self.execution.launch(w, running, self.concurrency.guard(w))
 
-    async def _undecided(self, w: SlotWork, run: NewRun, asked: datetime) -> None:
-        """Ask the gate again until the holder of the running lease is known alive or dead.
+    # ------------------------------------------------------------------ undecided Forbid gates
+    def _wait(self, w: SlotWork, run: NewRun, asked: datetime) -> None:
+        """Ask the gate again soon, with every other undecided slot (one batch per poll, not a task each).
 
-        A heartbeat expires within a lease TTL, so this ends within about one. A holder found alive
-        (and still holding) was running when the slot asked: ``ConcurrencyForbid`` as of then. A
-        dead holder frees the slot, which then runs unless its successor is already due (``Missed``:
-        only the newest may run) or its starting deadline has passed.
+        A heartbeat expires within a lease TTL, so a slot waits about one at most. A holder found
+        alive (and still holding) was running when the slot asked: ``ConcurrencyForbid`` as of
+        then. A dead holder frees the slot, which then runs unless its successor is already due
+        (``Missed``: only the newest may run) or its starting deadline has passed.
         """
         core = self.core
-        give_up = core.clock.monotonic() + core.settings.lease_ttl_seconds * 2
-        while True:
-            await core.clock.sleep(UNDECIDED_POLL_SECONDS)
+        self._waiting.append((w, run, asked, core.clock.monotonic() + core.settings.lease_ttl_seconds * 2))
+        if not self._polling:
+            self._polling = True
+            core.spawn(self._poll(), name="sundial-undecided")
+
+    async def _poll(self) -> None:
+        try:
+            while self._waiting:
+                await self.core.clock.sleep(UNDECIDED_POLL_SECONDS)
+                waiting, self._waiting = self._waiting, []
+                await self._ask_again(waiting)
+        except asyncio.CancelledError:  # shutdown: the slots still waiting did not run
+            waiting, self._waiting = self._waiting, []
+            for w, run, *_ in waiting:
+                self.recording.finish_unstarted(w, run, RunStatus.CANCELLED, RunReason.OPERATOR_SHUTDOWN)
+            raise
+        finally:
+            self._polling = False
+
+    async def _ask_again(self, waiting: list[_Waiting]) -> None:
+        core = self.core
+        by_asked: dict[datetime, list[_Waiting]] = {}
+        for item in waiting:
+            w, run, asked, _ = item
+            spec = w.tracked.spec if core.current(w.tracked) else None
+            deadline = spec.starting_deadline_seconds if spec else None
             if core.stopping:
                 self.recording.finish_unstarted(w, run, RunStatus.CANCELLED, RunReason.OPERATOR_SHUTDOWN)
-                return
-            spec = w.tracked.spec if core.current(w.tracked) else None
-            if spec is None:
+            elif spec is None:
                 self.recording.finish_unstarted(w, run, RunStatus.CANCELLED, RunReason.DELETED)
-                return
-            deadline = spec.starting_deadline_seconds
-            if deadline is not None and (core.clock.now() - fire_time(w)).total_seconds() > deadline:
+            elif deadline is not None and (core.clock.now() - fire_time(w)).total_seconds() > deadline:
                 self.recording.finish_unstarted(w, run, RunStatus.SKIPPED, RunReason.MISSED)
-                return
+            else:
+                by_asked.setdefault(asked, []).append(item)
+        for asked, items in by_asked.items():  # a gate judges holders as of one instant
             again = core.clock.now()
             try:
-                decision = (await self.concurrency.gate([w], at=asked))[0]
+                decisions = await self.concurrency.gate([w for w, *_ in items], at=asked)
             except Exception as err:
-                log_fault(f"[{w.tracked.key}] checking concurrencyPolicy Forbid again", err)
+                log_fault(f"checking concurrencyPolicy Forbid of {len(items)} slots again", err)
+                self._waiting.extend(items)
                 continue
-            if decision == UNDECIDED and core.clock.monotonic() < give_up:
-                continue
-            if decision == UNDECIDED:
-                log.warning("[%s] the running lease's holder never resolved; slot skipped", w.tracked.key)
-                decision = RunReason.CONCURRENCY_FORBID
-            if decision == RunReason.CONCURRENCY_FORBID:
-                # the holder proved alive since the slot asked and still holds: its attempt ran then
-                self.recording.finish_unstarted(
-                    w, run, RunStatus.SKIPPED, RunReason.CONCURRENCY_FORBID, at=asked
-                )
-                return
-            if decision is None and superseded(w, core.clock.now()):  # the newer slot runs instead
-                self.concurrency.drop(w)
-                self.recording.finish_unstarted(w, run, RunStatus.SKIPPED, RunReason.MISSED)
-                return
-            if self._launchable(w, run, decision, again):
-                await self._start([(w, run)], again)
-            return
+            launch: list[Claim] = []
+            for item, decision in zip(items, decisions, strict=True):
+                w, run, _, give_up = item
+                if decision == UNDECIDED and core.clock.monotonic() < give_up:
+                    self._waiting.append(item)
+                    continue
+                if decision == UNDECIDED:
+                    log.warning("[%s] the running lease's holder never resolved; slot skipped", w.tracked.key)
+                    decision = RunReason.CONCURRENCY_FORBID
+                if decision == RunReason.CONCURRENCY_FORBID:
+                    # the holder proved alive since the slot asked and still holds: its attempt ran then
+                    self.recording.finish_unstarted(
+                        w, run, RunStatus.SKIPPED, RunReason.CONCURRENCY_FORBID, at=asked
+                    )
+                elif decision is None and superseded(w, core.clock.now()):  # the newer slot runs instead
+                    self.concurrency.drop(w)
+                    self.recording.finish_unstarted(w, run, RunStatus.SKIPPED, RunReason.MISSED)
+                elif self._launchable(w, run, decision, again):
+                    launch.append((w, run))
+            await self._start(launch, again)

@@ -41,6 +41,12 @@ JOURNAL_CHECK_SECONDS = 5.0
 """How often a replica looks for journal entries others left (a replica that died during an outage)."""
 
 
+class HistoryClosed(RuntimeError):
+    """A write asked for after shutdown closed the history: its run is settled by the next operator."""
+
+    transient = True
+
+
 class StoreUnavailable(Exception):
     """Neither the database nor the journal could take a write: nothing may run unrecorded."""
 
@@ -79,8 +85,11 @@ class History:
         self._drainer: asyncio.Task[None] | None = None
         self._token = uuid.uuid4().hex
         self._closed = False
+        self._pool_closed = False
 
     async def call(self, fn: Any, *args: Any) -> Any:
+        if self._pool_closed:
+            raise HistoryClosed("the run history is closed: the operator is shutting down")
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def start(self) -> None:
@@ -317,6 +326,7 @@ class History:
                 len(self._pending),
                 len(self._later),
             )
+        self._pool_closed = True
         self._pool.shutdown(wait=True)
         if self.journal is not None:
             await self.journal.close()

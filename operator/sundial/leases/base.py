@@ -21,6 +21,9 @@ class Leases(Protocol):
     async def release_many(self, items: Sequence[tuple[str, str]]) -> None:
         """Release many (key, token) leases in one round trip."""
 
+    async def swap_many(self, items: Sequence[tuple[str, str, str]], ttl: float) -> list[bool]:
+        """Per (key, old, new): hand the lease from ``old`` to ``new`` if ``old`` still holds it."""
+
     async def holders(self, keys: Sequence[str]) -> list[str | None]:
         """Current owners of many keys in one round trip."""
 

@@ -39,6 +39,16 @@ class LocalLeases:
         for key, token in items:
             await self.release(key, token)
 
+    async def swap_many(self, items: Sequence[tuple[str, str, str]], ttl: float) -> list[bool]:
+        out: list[bool] = []
+        for key, old, new in items:
+            entry = self._live(key)
+            ok = entry is not None and entry[0] == old
+            if ok:
+                self._held[key] = (new, self._now() + ttl)
+            out.append(ok)
+        return out
+
     async def holders(self, keys: Sequence[str]) -> list[str | None]:
         return [await self.holder(key) for key in keys]
 

@@ -54,6 +54,19 @@ end
 return n
 """
 
+_SWAP_MANY = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('get', key) == ARGV[2 * i] then
+    redis.call('set', key, ARGV[2 * i + 1], 'PX', ARGV[1])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+"""
+
 _MEMBERS = """
 local t = redis.call('time')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -100,6 +113,7 @@ class RedisLeases:
         self._acquire_many = self._redis.register_script(_ACQUIRE_MANY)
         self._renew_many = self._redis.register_script(_RENEW_MANY)
         self._release_many = self._redis.register_script(_RELEASE_MANY)
+        self._swap_many = self._redis.register_script(_SWAP_MANY)
         self._members = self._redis.register_script(_MEMBERS)
 
     async def acquire(self, key: str, token: str, ttl: float) -> bool:
@@ -129,6 +143,17 @@ class RedisLeases:
         for i in range(0, len(items), CHUNK):
             chunk = items[i : i + CHUNK]
             await self._release_many(keys=[k for k, _ in chunk], args=[t for _, t in chunk])
+
+    async def swap_many(self, items: Sequence[tuple[str, str, str]], ttl: float) -> list[bool]:
+        out: list[bool] = []
+        for i in range(0, len(items), CHUNK):
+            chunk = items[i : i + CHUNK]
+            args: list[str | int] = [max(1, int(ttl * 1000))]
+            for _, old, new in chunk:
+                args += [old, new]
+            result = await self._swap_many(keys=[k for k, _, _ in chunk], args=args)
+            out.extend(bool(r) for r in result)
+        return out
 
     async def holders(self, keys: Sequence[str]) -> list[str | None]:
         if not keys:
