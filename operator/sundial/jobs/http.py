@@ -25,15 +25,40 @@ def is_link_local(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> boo
     return address in LINK_LOCAL or (address.version == 6 and address.is_link_local)
 
 
+RESOLVED_SECONDS = 10.0
+"""How long a host's addresses are reused for the check (aiohttp's own DNS cache keeps them as long)."""
+
+_resolved: dict[str, tuple[float, list[ipaddress.IPv4Address | ipaddress.IPv6Address]]] = {}
+
+
+async def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The host's addresses: an IP literal as is, a name resolved once per few seconds, not per request.
+
+    A resolution per attempt is a thread-pool round trip each: 10,000 attempts due together
+    queue behind a handful of resolver threads before the first request is sent.
+    """
+    try:
+        return [ipaddress.ip_address(host.strip("[]"))]
+    except ValueError:
+        pass
+    now = time.monotonic()
+    cached = _resolved.get(host)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+    except OSError:
+        return []  # aiohttp reports the resolution error itself
+    addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    if len(_resolved) > 1024:
+        _resolved.clear()
+    _resolved[host] = (now + RESOLVED_SECONDS, addresses)
+    return addresses
+
+
 async def refuse_link_local(url: str) -> None:
     host = urlsplit(url).hostname or ""
-    loop = asyncio.get_running_loop()
-    try:
-        infos = await loop.getaddrinfo(host, None)
-    except OSError:
-        return  # aiohttp reports the resolution error itself
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
+    for address in await _addresses(host):
         if is_link_local(address):
             raise JobFailed(
                 f"refusing to call link-local address {address} ({host}): metadata endpoints are blocked "
