@@ -114,7 +114,10 @@ class Concurrency:
         reasons: list[Decision] = [None] * len(work)
         forbid = [i for i, w in enumerate(work) if _policy(w) == ConcurrencyPolicy.FORBID]
         for i in forbid:
-            if work[i].tracked.active or self.busy_outside(work[i].tracked):
+            w = work[i]
+            if any(_newer(a.slot, a.trigger, w) for a in w.tracked.active.values()):
+                reasons[i] = RunReason.MISSED  # a later slot runs already: only the newest may run
+            elif w.tracked.active or self.busy_outside(w.tracked):
                 reasons[i] = RunReason.CONCURRENCY_FORBID
         free = [i for i in forbid if reasons[i] is None]
         if free:
@@ -187,8 +190,11 @@ class Concurrency:
         # history says so, and then the slot runs instead of being skipped for nothing
         ended = await self._ended([_attempt_of(holder_of[i]) for i in alive])
         for i in alive:
-            if _attempt_of(holder_of[i]) in ended:
+            holding = _attempt_of(holder_of[i])
+            if holding in ended:
                 stale.append(i)
+            elif holding is not None and _newer(holding[1], Trigger.SCHEDULE, work[i]):
+                decisions[i] = RunReason.MISSED  # a later slot took it while this one waited
             else:
                 decisions[i] = RunReason.CONCURRENCY_FORBID
         # one round trip for every lease broken or freed: a stale lease is handed straight to the
@@ -261,6 +267,16 @@ async def _nothing_running(uids: list[str]) -> set[str]:
 
 async def _none_ended(attempts: list[tuple[str, datetime, int]]) -> set[tuple[str, datetime, int]]:
     return set()
+
+
+def _newer(slot: datetime, trigger: str, w: SlotWork) -> bool:
+    """Whether an attempt of a later slot (not a manual run) holds the CronConfig: ``w`` was overtaken.
+
+    A slot still waiting on the gate when its successor already runs was not skipped for an
+    overlap with an earlier attempt but for being late (``Missed``): only the newest slot runs.
+    """
+    scheduled = (Trigger.SCHEDULE, Trigger.CATCH_UP)
+    return w.trigger in scheduled and trigger != Trigger.MANUAL and slot > w.slot
 
 
 def _attempt_of(holder: str | None) -> tuple[str, datetime, int] | None:
